@@ -1,0 +1,56 @@
+package acl
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/roomq/roomq/wire"
+)
+
+// RoleAdmin is the global role that may do everything.
+const RoleAdmin = "admin"
+
+// Identity is an authenticated user.
+type Identity struct {
+	// User is the user name.
+	User string
+	// Roles are the user's global roles.
+	Roles []string
+}
+
+// IsAdmin reports whether the identity has the global admin role.
+func (id Identity) IsAdmin() bool { return slices.Contains(id.Roles, RoleAdmin) }
+
+// Credentials are what a client presents when it connects.
+type Credentials struct {
+	Username string
+	Password []byte
+	ClientID string
+	Remote   string
+}
+
+// Authenticator turns credentials into an identity.
+type Authenticator interface {
+	// Authenticate returns the identity for creds, or an error wrapping ErrBadCredentials.
+	Authenticate(ctx context.Context, creds Credentials) (Identity, error)
+}
+
+// DevAuth is the development authenticator: every valid non-empty username is accepted as that
+// user with any password. Users listed in Admins get the admin role.
+type DevAuth struct {
+	// Admins are the users given the admin role.
+	Admins []string
+}
+
+// Authenticate implements Authenticator.
+func (a DevAuth) Authenticate(_ context.Context, creds Credentials) (Identity, error) {
+	if !wire.ValidName(creds.Username) {
+		return Identity{}, fmt.Errorf("%w: invalid user name", ErrBadCredentials)
+	}
+	id := Identity{User: creds.Username}
+	if slices.Contains(a.Admins, creds.Username) {
+		id.Roles = []string{RoleAdmin}
+	}
+	return id, nil
+}

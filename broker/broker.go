@@ -1,0 +1,291 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/rs/xid"
+
+	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/commands"
+	"github.com/roomq/roomq/devices"
+	"github.com/roomq/roomq/hooks"
+	"github.com/roomq/roomq/mqttws"
+	"github.com/roomq/roomq/rooms"
+	"github.com/roomq/roomq/store"
+)
+
+// Broker is one broker instance.
+type Broker struct {
+	opts     Options
+	log      *slog.Logger
+	store    store.Store
+	rooms    *rooms.Service
+	devices  *devices.Registry
+	commands *commands.Service
+	mqtt     *mqtt.Server
+	tcp      *listeners.TCP
+	ws       *mqttws.Listener
+	http     *http.Server
+	httpLn   net.Listener
+
+	ready    atomic.Bool
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// New assembles a broker from opts. Nothing listens until Start.
+func New(opts Options) (*Broker, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.InstanceID == "" {
+		opts.InstanceID = xid.New().String()
+	}
+	if opts.MaxPacketSize == 0 {
+		opts.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = DefaultShutdownGrace
+	}
+	if len(opts.Admins) == 0 {
+		opts.Admins = []string{DefaultAdminUser}
+	}
+	if len(opts.Rooms) == 0 && !opts.NoDefaultRooms {
+		opts.Rooms = []store.Room{{Name: DefaultGeneralRoom, Owner: DefaultAdminUser, Checker: rooms.CheckerText}}
+	}
+	log := opts.Logger
+	if opts.Authenticator == nil {
+		opts.Authenticator = acl.DevAuth{Admins: opts.Admins}
+		log.Warn("development mode: every user name is accepted with any password; configure auth for production")
+	}
+	st := opts.Store
+	if st == nil {
+		st = store.NewMemory()
+	}
+	b := &Broker{opts: opts, log: log, store: st}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true // MOCHI-NOTES 16
+	caps.MaximumPacketSize = opts.MaxPacketSize
+	b.mqtt = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "mqtt")})
+
+	var policy acl.Policy
+	var router *hooks.Router
+	notifier := &lateNotifier{}
+	var err error
+	b.rooms, err = rooms.New(rooms.Options{
+		Store:                 st,
+		Checkers:              opts.Checkers,
+		Notifier:              notifier,
+		HistoryMaxSize:        opts.HistoryMaxSize,
+		HistoryMaxGetMessages: opts.HistoryMaxGetMessages,
+		Logger:                log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b.devices, err = devices.New(devices.Options{
+		Store:    st,
+		Instance: opts.InstanceID,
+		Notifier: notifier,
+		Wills:    notifier,
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b.commands, err = commands.New(commands.Options{
+		Rooms:           b.rooms,
+		Devices:         b.devices,
+		Policy:          policy,
+		RoomsManagement: opts.RoomsManagement,
+		RoomDefaults:    store.Room{NotifyUserlist: opts.NotifyUserlist, NotifyAccessLists: opts.NotifyAccessLists},
+		Logger:          log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	auth, err := hooks.NewAuth(hooks.AuthOptions{
+		Authenticator: opts.Authenticator,
+		Policy:        policy,
+		Rooms:         b.rooms,
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	router, err = hooks.NewRouter(hooks.RouterOptions{
+		Server:    b.mqtt,
+		Auth:      auth,
+		Rooms:     b.rooms,
+		Devices:   b.devices,
+		Commands:  b.commands,
+		Policy:    policy,
+		MaxQueued: opts.MaxQueued,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	notifier.Router = router
+	b.commands.SetTransport(router)
+	if err := b.mqtt.AddHook(auth, nil); err != nil {
+		return nil, fmt.Errorf("broker: add auth hook: %w", err)
+	}
+	if err := b.mqtt.AddHook(router, nil); err != nil {
+		return nil, fmt.Errorf("broker: add router hook: %w", err)
+	}
+
+	if opts.MQTTAddr != "" {
+		b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.MQTTAddr})
+		if err := b.mqtt.AddListener(b.tcp); err != nil {
+			return nil, fmt.Errorf("broker: listen for MQTT on %s: %w", opts.MQTTAddr, err)
+		}
+	}
+	if opts.HTTPAddr != "" {
+		b.ws, err = mqttws.New(mqttws.Options{
+			ID:             "ws",
+			Address:        opts.HTTPAddr,
+			AllowedOrigins: opts.AllowedOrigins,
+			ReadLimit:      int64(opts.MaxPacketSize) + 1024,
+			Logger:         log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		if err := b.mqtt.AddListener(b.ws); err != nil {
+			return nil, fmt.Errorf("broker: add WebSocket listener: %w", err)
+		}
+		ln, err := net.Listen("tcp", opts.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("broker: listen for HTTP on %s: %w", opts.HTTPAddr, err)
+		}
+		b.httpLn = ln
+		b.http = &http.Server{Handler: b.routes(), ReadHeaderTimeout: defaultReadHeaderTime}
+	}
+	return b, nil
+}
+
+// lateNotifier forwards notifications to the router, which is built after the services that
+// notify through it.
+type lateNotifier struct{ *hooks.Router }
+
+// Start creates the configured rooms and starts serving.
+func (b *Broker) Start(ctx context.Context) error {
+	for _, r := range b.opts.Rooms {
+		if err := b.rooms.Create(ctx, r); err != nil && !errors.Is(err, store.ErrRoomExists) {
+			return fmt.Errorf("broker: create room %q: %w", r.Name, err)
+		}
+	}
+	if err := b.mqtt.Serve(); err != nil {
+		return fmt.Errorf("broker: serve MQTT: %w", err)
+	}
+	if b.http != nil {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			if err := b.http.Serve(b.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				b.log.Error("HTTP server stopped", "error", err)
+			}
+		}()
+	}
+	b.ready.Store(true)
+	b.log.Info("broker started", "instance", b.opts.InstanceID, "mqtt", b.MQTTAddr(), "http", b.HTTPAddr())
+	return nil
+}
+
+// MQTTAddr returns the address the MQTT TCP listener is bound to, or "" without one.
+func (b *Broker) MQTTAddr() string {
+	if b.tcp == nil {
+		return ""
+	}
+	return b.tcp.Address()
+}
+
+// HTTPAddr returns the address the HTTP server is bound to, or "" without one.
+func (b *Broker) HTTPAddr() string {
+	if b.httpLn == nil {
+		return ""
+	}
+	return b.httpLn.Addr().String()
+}
+
+// Rooms returns the rooms service, to create rooms or register checkers from Go.
+func (b *Broker) Rooms() *rooms.Service { return b.rooms }
+
+// Commands returns the command service, to run commands from Go.
+func (b *Broker) Commands() *commands.Service { return b.commands }
+
+// Shutdown stops the broker: it reports not ready, disconnects every client (v5 clients get
+// DISCONNECT 0x8B), stops the HTTP server and closes the store. It is safe to call more than
+// once; later calls return the first result.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.stopOnce.Do(func() {
+		b.ready.Store(false)
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, b.opts.ShutdownGrace)
+			defer cancel()
+		}
+		var errs []error
+		if err := b.mqtt.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close MQTT server: %w", err))
+		}
+		if b.http != nil {
+			if err := b.http.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stop HTTP server: %w", err))
+			}
+		}
+		b.wg.Wait()
+		b.devices.Close()
+		if err := b.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+		b.stopErr = errors.Join(errs...)
+		b.log.Info("broker stopped", "instance", b.opts.InstanceID)
+	})
+	return b.stopErr
+}
+
+// Ready reports whether the broker serves clients and its store answers.
+func (b *Broker) Ready(ctx context.Context) error {
+	if !b.ready.Load() {
+		return errors.New("not started or shutting down")
+	}
+	if err := b.store.Ping(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+func (b *Broker) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/mqtt", b.ws)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := b.Ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}

@@ -1,0 +1,80 @@
+package broker
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/rooms"
+	"github.com/roomq/roomq/store"
+)
+
+// Defaults of Options.
+const (
+	DefaultMQTTAddr       = ":1883"
+	DefaultHTTPAddr       = ":8080"
+	DefaultMaxPacketSize  = 1 << 20
+	DefaultShutdownGrace  = 10 * time.Second
+	DefaultGeneralRoom    = "general"
+	DefaultAdminUser      = "admin"
+	defaultReadHeaderTime = 10 * time.Second
+)
+
+// Options configure a Broker. The zero value is the development default of docs/protocol.md
+// except for the addresses, which DefaultOptions fills in.
+type Options struct {
+	// MQTTAddr is the MQTT over TCP listen address; empty disables the listener.
+	MQTTAddr string
+	// HTTPAddr is the HTTP listen address (/mqtt, /healthz, /readyz); empty disables it.
+	HTTPAddr string
+	// AllowedOrigins lists the browser origins, besides the broker's own host, allowed to open
+	// MQTT over WebSocket; "*" allows all.
+	AllowedOrigins []string
+	// InstanceID names this instance; empty means a random id.
+	InstanceID string
+
+	// Store keeps the shared state; nil means a new in-memory store. The broker closes it.
+	Store store.Store
+	// Authenticator checks credentials; nil means development mode (acl.DevAuth) with the
+	// users in Admins as admins.
+	Authenticator acl.Authenticator
+	// Admins are the users with the admin role in development mode (default ["admin"]).
+	Admins []string
+	// Checkers holds the message checkers, including custom ones; nil means the built-ins.
+	Checkers *rooms.Checkers
+
+	// Rooms are created at start when missing (default: "general", owner "admin", text).
+	Rooms []store.Room
+	// NoDefaultRooms disables the default rooms when Rooms is empty.
+	NoDefaultRooms bool
+	// RoomsManagement lets every user create rooms with roomCreate.
+	RoomsManagement bool
+	// NotifyUserlist and NotifyAccessLists are the notification settings of new rooms.
+	NotifyUserlist    bool
+	NotifyAccessLists bool
+	// HistoryMaxSize is the history ring size per room (default 10000).
+	HistoryMaxSize int
+	// HistoryMaxGetMessages caps one history read (default 100).
+	HistoryMaxGetMessages int
+
+	// MaxPacketSize is the largest MQTT packet accepted, in bytes (default 1 MiB).
+	MaxPacketSize uint32
+	// MaxQueued is how many packets a connection may fall behind before it is disconnected.
+	MaxQueued int
+	// ShutdownGrace bounds Shutdown when its context has no deadline (default 10 s).
+	ShutdownGrace time.Duration
+
+	// Logger receives the broker's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns the options of `go run ./cmd/broker` with no configuration.
+func DefaultOptions() Options {
+	return Options{
+		MQTTAddr:          DefaultMQTTAddr,
+		HTTPAddr:          DefaultHTTPAddr,
+		RoomsManagement:   true,
+		NotifyUserlist:    true,
+		NotifyAccessLists: true,
+	}
+}

@@ -1,0 +1,8 @@
+// Package commands executes the broker's commands — the RPC commands of docs/protocol.md and
+// their native MQTT equivalents (room message, direct message) — for an authenticated caller:
+// it decodes and validates arguments, checks permissions with package acl, and calls packages
+// rooms and devices.
+//
+// Transport-level effects (subscribing the calling connection, delivering a direct message,
+// ending a connection) go through the Transport interface, which package hooks implements.
+package commands

@@ -1,0 +1,260 @@
+package devices
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/store"
+	"github.com/roomq/roomq/wire"
+)
+
+// Notifier publishes what the registry reports. It must not block.
+type Notifier interface {
+	// UserEvent publishes ev on users/{user}/events.
+	UserEvent(user string, ev wire.Event)
+	// Presence publishes p, retained, on presence/{p.User}.
+	Presence(p wire.Presence)
+}
+
+// WillPublisher publishes the will of a connection that ended without DISCONNECT.
+type WillPublisher interface {
+	PublishWill(ctx context.Context, w Will)
+}
+
+// Will is the last will of a connection.
+type Will struct {
+	// ClientID and User identify the connection that left the will.
+	ClientID string
+	User     string
+	Topic    string
+	Payload  []byte
+	QoS      byte
+	Retain   bool
+	// Properties are the v5 user properties of the will.
+	Properties [][2]string
+	// Delay is the v5 will delay interval.
+	Delay time.Duration
+}
+
+// Session is one connection of a user on this instance.
+type Session struct {
+	// ClientID is the MQTT client id.
+	ClientID string
+	// ID is unique to this connection, so a takeover can tell old from new.
+	ID string
+	// Identity is the authenticated user.
+	Identity acl.Identity
+	// ConnectedAt is the time of the CONNACK.
+	ConnectedAt time.Time
+	// Will is the connection's will, nil for none.
+	Will *Will
+}
+
+// Options configure a Registry.
+type Options struct {
+	// Store keeps connections across instances. Required.
+	Store store.Connections
+	// Instance names this broker instance. Required.
+	Instance string
+	// Notifier publishes presence and echoes. Required.
+	Notifier Notifier
+	// Wills publishes wills. Required.
+	Wills WillPublisher
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger receives the registry's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Registry tracks the connections of this instance.
+type Registry struct {
+	store    store.Connections
+	instance string
+	notify   Notifier
+	wills    WillPublisher
+	now      func() time.Time
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]*Session    // by client id
+	delayed  map[string]*time.Timer // delayed wills by client id
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// New returns a Registry.
+func New(opts Options) (*Registry, error) {
+	switch {
+	case opts.Store == nil:
+		return nil, errors.New("devices: Options.Store is required")
+	case opts.Instance == "":
+		return nil, errors.New("devices: Options.Instance is required")
+	case opts.Notifier == nil:
+		return nil, errors.New("devices: Options.Notifier is required")
+	case opts.Wills == nil:
+		return nil, errors.New("devices: Options.Wills is required")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Registry{
+		store:    opts.Store,
+		instance: opts.Instance,
+		notify:   opts.Notifier,
+		wills:    opts.Wills,
+		now:      opts.Now,
+		log:      opts.Logger,
+		sessions: make(map[string]*Session),
+		delayed:  make(map[string]*time.Timer),
+	}, nil
+}
+
+// Connected records a new connection once its CONNACK is sent. A delayed will of an earlier
+// connection with the same client id is cancelled [MQTT-3.1.3-9]. The user's presence and other
+// connections learn of it.
+func (r *Registry) Connected(ctx context.Context, s *Session) error {
+	r.mu.Lock()
+	if t, ok := r.delayed[s.ClientID]; ok {
+		t.Stop()
+		delete(r.delayed, s.ClientID)
+	}
+	r.sessions[s.ClientID] = s
+	r.mu.Unlock()
+
+	count, err := r.store.AddConnection(ctx, store.Connection{
+		ClientID:    s.ClientID,
+		Session:     s.ID,
+		User:        s.Identity.User,
+		Instance:    r.instance,
+		ConnectedAt: s.ConnectedAt.UnixMilli(),
+	})
+	if err != nil {
+		return fmt.Errorf("record connection %q: %w", s.ClientID, err)
+	}
+	r.publishPresence(s.Identity.User, count)
+	r.notify.UserEvent(s.Identity.User, wire.NewEvent(wire.EventConnectionEcho, map[string]any{
+		"clientId": s.ClientID, "connections": count,
+	}))
+	return nil
+}
+
+// Disconnected records the end of a connection. When it ended without DISCONNECT its will is
+// published, after its will delay if it has one. Presence and echoes follow.
+func (r *Registry) Disconnected(ctx context.Context, s *Session, graceful bool) {
+	r.mu.Lock()
+	if cur, ok := r.sessions[s.ClientID]; ok && cur == s {
+		delete(r.sessions, s.ClientID)
+	}
+	r.mu.Unlock()
+
+	if !graceful && s.Will != nil {
+		r.scheduleWill(*s.Will)
+	}
+	removed, left, err := r.store.RemoveConnection(ctx, s.ClientID, s.ID)
+	if err != nil {
+		r.log.Error("remove connection", "client", s.ClientID, "error", err)
+		return
+	}
+	if !removed {
+		return // taken over: the new connection keeps the count
+	}
+	r.publishPresence(s.Identity.User, left)
+	r.notify.UserEvent(s.Identity.User, wire.NewEvent(wire.EventDisconnectionEcho, map[string]any{
+		"clientId": s.ClientID, "connections": left,
+	}))
+}
+
+func (r *Registry) scheduleWill(w Will) {
+	if w.Delay <= 0 {
+		r.wills.PublishWill(context.Background(), w)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	if t, ok := r.delayed[w.ClientID]; ok {
+		t.Stop()
+	}
+	r.wg.Add(1)
+	var t *time.Timer
+	t = time.AfterFunc(w.Delay, func() {
+		defer r.wg.Done()
+		r.mu.Lock()
+		current := r.delayed[w.ClientID] == t
+		if current {
+			delete(r.delayed, w.ClientID)
+		}
+		r.mu.Unlock()
+		if current {
+			r.wills.PublishWill(context.Background(), w)
+		}
+	})
+	r.delayed[w.ClientID] = t
+}
+
+func (r *Registry) publishPresence(user string, count int) {
+	r.notify.Presence(wire.Presence{
+		User:        user,
+		Online:      count > 0,
+		Connections: count,
+		Timestamp:   r.now().UnixMilli(),
+	})
+}
+
+// Session returns the connection of clientID on this instance.
+func (r *Registry) Session(clientID string) (*Session, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.sessions[clientID]
+	return s, ok
+}
+
+// UserSessions returns the connections of user on this instance, sorted by client id.
+func (r *Registry) UserSessions(user string) []*Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*Session
+	for _, s := range r.sessions {
+		if s.Identity.User == user {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ClientID < out[j].ClientID })
+	return out
+}
+
+// UserConnections returns the connections of user on all instances.
+func (r *Registry) UserConnections(ctx context.Context, user string) ([]store.Connection, error) {
+	conns, err := r.store.UserConnections(ctx, user)
+	if err != nil {
+		return nil, fmt.Errorf("connections of %q: %w", user, err)
+	}
+	return conns, nil
+}
+
+// Close stops the delayed wills that are still waiting and waits for any being published.
+// (Handing them to surviving instances is the job of a shared store's instance recovery.)
+func (r *Registry) Close() {
+	r.mu.Lock()
+	r.closed = true
+	pending := r.delayed
+	r.delayed = make(map[string]*time.Timer)
+	r.mu.Unlock()
+	for _, t := range pending {
+		if t.Stop() {
+			r.wg.Done()
+		}
+	}
+	r.wg.Wait()
+}

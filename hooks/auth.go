@@ -1,0 +1,184 @@
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/store"
+)
+
+// RoomLookup finds a room's settings.
+type RoomLookup interface {
+	Room(ctx context.Context, name string) (store.Room, error)
+}
+
+// AuthOptions configure the Auth hook.
+type AuthOptions struct {
+	// Authenticator checks credentials. Required.
+	Authenticator acl.Authenticator
+	// Policy judges topics and rooms.
+	Policy acl.Policy
+	// Rooms finds the rooms that SUBSCRIBE filters name. Required.
+	Rooms RoomLookup
+	// Timeout bounds one authentication (default 10 s).
+	Timeout time.Duration
+	// Logger receives the hook's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Auth is the one hook that answers OnConnectAuthenticate and OnACLCheck. Never install Mochi's
+// allow-all hook beside it: Mochi allows when any hook allows.
+type Auth struct {
+	mqtt.HookBase
+	authn   acl.Authenticator
+	policy  acl.Policy
+	rooms   RoomLookup
+	timeout time.Duration
+	log     *slog.Logger
+
+	mu  sync.RWMutex
+	ids map[*mqtt.Client]acl.Identity
+}
+
+var _ mqtt.Hook = (*Auth)(nil)
+
+// NewAuth returns the Auth hook.
+func NewAuth(opts AuthOptions) (*Auth, error) {
+	if opts.Authenticator == nil || opts.Rooms == nil {
+		return nil, errors.New("hooks: AuthOptions.Authenticator and AuthOptions.Rooms are required")
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Auth{
+		authn:   opts.Authenticator,
+		policy:  opts.Policy,
+		rooms:   opts.Rooms,
+		timeout: opts.Timeout,
+		log:     opts.Logger,
+		ids:     make(map[*mqtt.Client]acl.Identity),
+	}, nil
+}
+
+// ID implements mqtt.Hook.
+func (a *Auth) ID() string { return "roomq-auth" }
+
+// Provides implements mqtt.Hook.
+func (a *Auth) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnDisconnect, mqtt.OnPacketEncode,
+	}, []byte{b})
+}
+
+// Identity returns the identity of an authenticated client.
+func (a *Auth) Identity(cl *mqtt.Client) (acl.Identity, bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	id, ok := a.ids[cl]
+	return id, ok
+}
+
+// OnConnect authenticates the client and checks its will, answering refusals with a CONNACK
+// (Mochi would close without one). [MQTT-3.2.2-6]
+func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+	defer cancel()
+	id, err := a.authn.Authenticate(ctx, acl.Credentials{
+		Username: string(cl.Properties.Username),
+		Password: pk.Connect.Password,
+		ClientID: cl.ID,
+		Remote:   cl.Net.Remote,
+	})
+	if err != nil {
+		a.log.Info("connection refused", logKeyClient, cl.ID, logKeyRemote, cl.Net.Remote, logKeyReason, "authentication failed")
+		return refuseConnect(cl, packets.ErrBadUsernameOrPassword, packets.ErrMalformedUsernameOrPassword)
+	}
+	if cl.Properties.Will.Flag == 1 && !a.policy.WillAllowed(id, cl.Properties.Will.TopicName) {
+		a.log.Info("connection refused", logKeyClient, cl.ID, logKeyUser, id.User, logKeyTopic, cl.Properties.Will.TopicName, logKeyReason, "will topic not allowed")
+		return refuseConnect(cl, packets.ErrNotAuthorized, packets.Err3NotAuthorized)
+	}
+	a.mu.Lock()
+	a.ids[cl] = id
+	a.mu.Unlock()
+	return nil
+}
+
+// refuseConnect writes a refusing CONNACK with the v5 or v3.1.1 code and returns the error
+// that makes Mochi close the connection.
+func refuseConnect(cl *mqtt.Client, v5, v3 packets.Code) error {
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: v5.Code}
+	if cl.Properties.ProtocolVersion < 5 {
+		ack.ReasonCode = v3.Code
+	} else {
+		ack.Properties.ReasonString = v5.Reason
+	}
+	if err := cl.WritePacket(ack); err != nil {
+		return fmt.Errorf("refuse connection: %w", err)
+	}
+	return v5
+}
+
+// OnConnectAuthenticate allows exactly the clients OnConnect authenticated.
+func (a *Auth) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	_, ok := a.Identity(cl)
+	return ok
+}
+
+// OnACLCheck judges SUBSCRIBE filters and the topics Mochi delivers. Publishes are judged in
+// Router.OnPublish, which answers with reason codes instead of disconnecting v3.1.1 clients
+// (Mochi disconnects them on a write refusal), so writes pass here.
+func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	id, ok := a.Identity(cl)
+	if !ok {
+		return false
+	}
+	if write {
+		return true
+	}
+	decision, room := a.policy.SubscribeDecision(id, topic)
+	switch decision {
+	case acl.Allow:
+		return true
+	case acl.AllowRoom:
+		ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+		defer cancel()
+		r, err := a.rooms.Room(ctx, room)
+		if err != nil {
+			return false
+		}
+		return a.policy.CanJoin(r, id)
+	}
+	return false
+}
+
+// OnDisconnect forgets the client.
+func (a *Auth) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	a.mu.Lock()
+	delete(a.ids, cl)
+	a.mu.Unlock()
+}
+
+// OnPacketEncode adds Response Information to the CONNACK of clients that asked for it: the
+// topic prefix users/{user}/replies/{clientId} for their RPC responses. Mochi does not pass it
+// to SendConnack. [MQTT-3.1.2-28]
+func (a *Auth) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode != 0 || cl.Properties.Props.RequestResponseInfo != 1 {
+		return pk
+	}
+	if id, ok := a.Identity(cl); ok {
+		pk.Properties.ResponseInfo = responseInfo(id.User, cl.ID)
+	}
+	return pk
+}

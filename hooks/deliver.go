@@ -1,0 +1,202 @@
+package hooks
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/commands"
+	"github.com/roomq/roomq/devices"
+	"github.com/roomq/roomq/rooms"
+	"github.com/roomq/roomq/wire"
+)
+
+// message is a packet the broker publishes on its own.
+type message struct {
+	topic   string
+	payload []byte
+	qos     byte
+	retain  bool
+	props   packets.Properties
+}
+
+// publish delivers m to every subscriber of its topic on this instance, except the connection
+// with client id except, through their outboxes. A retained m is also kept for later
+// subscribers.
+func (r *Router) publish(m message, except string) {
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.qos, Retain: m.retain},
+		TopicName:   m.topic,
+		Payload:     m.payload,
+		Properties:  m.props,
+		Origin:      brokerInlineClientID,
+		Created:     time.Now().Unix(),
+	}
+	if m.retain {
+		r.srv.Topics.RetainMessage(pk.Copy(false))
+	}
+	subs := r.srv.Topics.Subscribers(m.topic)
+	if len(subs.Shared) > 0 {
+		subs.SelectShared()
+		subs.MergeSharedSelected()
+	}
+	for id, sub := range subs.Subscriptions {
+		if id == except {
+			continue
+		}
+		c, ok := r.connByID(id)
+		if !ok {
+			continue
+		}
+		c.out.push(packetFor(c, sub, pk))
+	}
+}
+
+// packetFor adapts pk to one subscription: QoS, retain flag and subscription identifiers, as
+// Mochi's publishToClient does.
+func packetFor(c *conn, sub packets.Subscription, pk packets.Packet) packets.Packet {
+	out := pk.Copy(false)
+	if out.FixedHeader.Qos > sub.Qos {
+		out.FixedHeader.Qos = sub.Qos // [MQTT-3.8.4-8]
+	}
+	if c.cl.Properties.ProtocolVersion < 5 || !sub.RetainAsPublished {
+		out.FixedHeader.Retain = false // [MQTT-3.3.1-12]
+	}
+	if len(sub.Identifiers) > 0 { // [MQTT-3.3.4-3]
+		ids := make([]int, 0, len(sub.Identifiers))
+		for _, id := range sub.Identifiers {
+			ids = append(ids, id)
+		}
+		sort.Ints(ids)
+		out.Properties.SubscriptionIdentifier = ids
+	} else if sub.Identifier > 0 {
+		out.Properties.SubscriptionIdentifier = []int{sub.Identifier}
+	}
+	return out
+}
+
+func eventMessage(topic string, ev wire.Event) message {
+	payload, _ := json.Marshal(ev)
+	return message{topic: topic, payload: payload, qos: 1}
+}
+
+// RoomEvent implements rooms.Notifier.
+func (r *Router) RoomEvent(room string, ev wire.Event) {
+	r.publish(eventMessage(wire.RoomEventsTopic(room), ev), "")
+}
+
+// UserEvent implements rooms.Notifier and devices.Notifier.
+func (r *Router) UserEvent(user string, ev wire.Event) {
+	r.publish(eventMessage(wire.UserEventsTopic(user), ev), "")
+}
+
+// UserEventExcept implements commands.Transport.
+func (r *Router) UserEventExcept(user, except string, ev wire.Event) {
+	r.publish(eventMessage(wire.UserEventsTopic(user), ev), except)
+}
+
+// Presence implements devices.Notifier: presence/{user} is retained.
+func (r *Router) Presence(p wire.Presence) {
+	payload, _ := json.Marshal(p)
+	r.publish(message{topic: wire.PresenceTopic(p.User), payload: payload, qos: 1, retain: true}, "")
+}
+
+// DeliverDirect implements commands.Transport.
+func (r *Router) DeliverDirect(to string, payload []byte) {
+	r.publish(message{topic: wire.UserInboxTopic(to), payload: payload, qos: 1}, "")
+}
+
+// PublishWill implements devices.WillPublisher. A will on a room topic is posted as a room
+// message of its user; any other will is published as it was given.
+func (r *Router) PublishWill(ctx context.Context, w devices.Will) {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.CommandTimeout)
+	defer cancel()
+	if t := wire.ParseTopic(w.Topic); t.Kind == wire.TopicRoom {
+		caller := commands.Caller{Identity: acl.Identity{User: w.User}, ClientID: w.ClientID}
+		if _, err := r.commands.PostRoom(ctx, caller, t.Name, w.Payload); err != nil {
+			r.log.Info("will refused", logKeyClient, w.ClientID, logKeyRoom, t.Name, logKeyError, err)
+		}
+		return
+	}
+	props := packets.Properties{}
+	for _, p := range w.Properties {
+		props.User = append(props.User, packets.UserProperty{Key: p[0], Val: p[1]})
+	}
+	if t := wire.ParseTopic(w.Topic); t.Kind == wire.TopicUserInbox {
+		// A will to an inbox is a direct message: checked and enriched like one.
+		caller := commands.Caller{Identity: acl.Identity{User: w.User}, ClientID: w.ClientID}
+		if _, err := r.commands.SendDirect(ctx, caller, t.Name, w.Payload); err != nil {
+			r.log.Info("will refused", logKeyClient, w.ClientID, logKeyTopic, w.Topic, logKeyError, err)
+		}
+		return
+	}
+	// A plain topic: Mochi delivers it like any publish.
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: w.QoS, Retain: w.Retain},
+		TopicName:   w.Topic,
+		Payload:     w.Payload,
+		Properties:  props,
+		PacketID:    uint16(w.QoS), // non-zero for QoS > 0 (MOCHI-NOTES 8)
+	}
+	if err := r.srv.InjectPacket(r.inline, pk); err != nil {
+		r.log.Error("publish will", logKeyClient, w.ClientID, logKeyTopic, w.Topic, logKeyError, err)
+	}
+}
+
+// roomSub is one connection's subscription to a room; it implements rooms.Subscriber.
+type roomSub struct {
+	r    *Router
+	c    *conn
+	room string
+	sub  packets.Subscription
+}
+
+var _ rooms.Subscriber = (*roomSub)(nil)
+
+// Key implements rooms.Subscriber.
+func (s *roomSub) Key() string { return s.c.session.ID }
+
+// DeliverRoom implements rooms.Subscriber: v5 subscribers get id, author, timestamp and epoch
+// as user properties too.
+func (s *roomSub) DeliverRoom(m *rooms.Message) {
+	if s.sub.NoLocal && m.Origin == s.c.cl.ID {
+		return // [MQTT-3.8.3-3]
+	}
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: s.sub.Qos},
+		TopicName:   wire.RoomTopic(m.Room),
+		Payload:     m.Payload(),
+		Created:     time.Now().Unix(),
+	}
+	if s.c.cl.Properties.ProtocolVersion >= 5 {
+		pk.Properties.User = []packets.UserProperty{
+			{Key: userPropertyID, Val: strconv.FormatUint(m.ID, 10)},
+			{Key: userPropertyAuthor, Val: m.Author},
+			{Key: userPropertyTimestamp, Val: strconv.FormatInt(m.Timestamp, 10)},
+			{Key: userPropertyEpoch, Val: m.Epoch},
+		}
+		if s.sub.Identifier > 0 {
+			pk.Properties.SubscriptionIdentifier = []int{s.sub.Identifier}
+		}
+	}
+	s.c.out.push(pk)
+}
+
+// RoomRemoved implements rooms.Subscriber: the MQTT subscription ends too.
+func (s *roomSub) RoomRemoved(room string) {
+	s.c.mu.Lock()
+	if s.c.rooms[room] == s {
+		delete(s.c.rooms, room)
+	}
+	s.c.mu.Unlock()
+	s.r.dropSubscription(s.c.cl, wire.RoomTopic(room))
+}
+
+func responseInfo(user, clientID string) string {
+	return wire.UserRepliesPrefix(user) + clientID
+}

@@ -1,0 +1,171 @@
+package hooks
+
+import (
+	"errors"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// outbox is the ordered queue of the broker's own deliveries to one connection: room messages,
+// history replay, events, direct messages and RPC responses. It writes packets in the order
+// they were queued, keeps at most limit QoS > 0 packets unacknowledged (the client's Receive
+// Maximum), and never drops a packet silently: a client that falls more than maxQueued
+// packets behind is disconnected (it can resume by id).
+//
+// Mochi's own queue is not used because it cannot be reached for one client, parks packets out
+// of order when the quota runs out, and drops QoS 1 packets when full (MOCHI-NOTES 6, 14, 15).
+type outbox struct {
+	cl        *mqtt.Client
+	limit     int
+	maxQueued int
+	spawn     func(func()) bool // starts the drain goroutine under the router's ownership
+	overflow  func()            // called once when the queue overflows
+
+	mu       sync.Mutex
+	queue    []packets.Packet
+	inflight map[uint16]struct{}
+	running  bool
+	closed   bool
+	wake     chan struct{}
+	done     chan struct{}
+}
+
+func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, overflow func()) *outbox {
+	return &outbox{
+		cl:        cl,
+		limit:     limit,
+		maxQueued: maxQueued,
+		spawn:     spawn,
+		overflow:  overflow,
+		inflight:  make(map[uint16]struct{}),
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+}
+
+// push queues pk. It never blocks.
+func (o *outbox) push(pk packets.Packet) {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return
+	}
+	if len(o.queue) >= o.maxQueued {
+		o.closeLocked()
+		o.mu.Unlock()
+		o.overflow()
+		return
+	}
+	o.queue = append(o.queue, pk)
+	if o.running {
+		o.mu.Unlock()
+		o.signal()
+		return
+	}
+	o.running = true
+	o.mu.Unlock()
+	if !o.spawn(o.drain) {
+		o.mu.Lock()
+		o.running = false
+		o.mu.Unlock()
+	}
+}
+
+func (o *outbox) signal() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// complete releases the quota of an acknowledged packet.
+func (o *outbox) complete(id uint16) {
+	o.mu.Lock()
+	_, ok := o.inflight[id]
+	delete(o.inflight, id)
+	o.mu.Unlock()
+	if ok {
+		o.signal()
+	}
+}
+
+// close stops the outbox; queued packets are dropped with the connection.
+func (o *outbox) close() {
+	o.mu.Lock()
+	o.closeLocked()
+	o.mu.Unlock()
+}
+
+// closeLocked marks the outbox closed. Lock o.mu must be held.
+func (o *outbox) closeLocked() {
+	if !o.closed {
+		o.closed = true
+		o.queue = nil
+		close(o.done)
+	}
+}
+
+// next takes the next packet that may be written now, waiting for quota when needed. It
+// returns false when the queue is empty or the outbox closed, and the drain loop ends.
+func (o *outbox) next() (packets.Packet, bool) {
+	for {
+		o.mu.Lock()
+		if o.closed || len(o.queue) == 0 {
+			o.running = false
+			o.mu.Unlock()
+			return packets.Packet{}, false
+		}
+		pk := o.queue[0]
+		if pk.FixedHeader.Qos > 0 && len(o.inflight) >= o.limit {
+			o.mu.Unlock()
+			select {
+			case <-o.wake:
+			case <-o.done:
+			}
+			continue
+		}
+		o.queue[0] = packets.Packet{}
+		o.queue = o.queue[1:]
+		if len(o.queue) == 0 {
+			o.queue = nil // let the backing array go
+		}
+		if pk.FixedHeader.Qos > 0 {
+			id, err := o.cl.NextPacketID() // [MQTT-2.2.1-4]
+			if err != nil {
+				o.mu.Unlock()
+				continue // no free packet id: the packet is dropped, as Mochi does
+			}
+			pk.PacketID = uint16(id)
+			o.inflight[pk.PacketID] = struct{}{}
+			o.cl.State.Inflight.Set(pk) // [MQTT-4.3.2-3] resent on reconnect, released by PUBACK
+			o.cl.State.Inflight.DecreaseSendQuota()
+		}
+		o.mu.Unlock()
+		return pk, true
+	}
+}
+
+// drain writes queued packets until the queue is empty.
+func (o *outbox) drain() {
+	for {
+		pk, ok := o.next()
+		if !ok {
+			return
+		}
+		err := o.cl.WritePacket(pk)
+		switch {
+		case err == nil:
+		case errors.Is(err, packets.ErrPacketTooLarge):
+			// [MQTT-3.1.2-25]: a packet over the client's Maximum Packet Size is discarded.
+			if pk.FixedHeader.Qos > 0 {
+				o.cl.State.Inflight.Delete(pk.PacketID)
+				o.complete(pk.PacketID)
+			}
+		default:
+			o.close()
+			return
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package hooks
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/commands"
+	"github.com/roomq/roomq/wire"
+)
+
+// OnPublish routes a client's PUBLISH: room messages go through the room's checker and history
+// and are delivered by the router in id order; direct messages and RPC requests run their
+// command; broker-only and other users' topics are refused; plain topics are left to Mochi.
+func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	c, ok := r.conn(cl)
+	if !ok {
+		return pk, packets.ErrRejectPacket
+	}
+	caller := commands.Caller{Identity: c.session.Identity, ClientID: cl.ID}
+	t := wire.ParseTopic(pk.TopicName)
+	switch t.Kind {
+	case wire.TopicRoom:
+		ctx, cancel := r.ctx()
+		defer cancel()
+		if _, err := r.commands.PostRoom(ctx, caller, t.Name, pk.Payload); err != nil {
+			return r.refuse(cl, pk, reasonFor(err), err)
+		}
+		return pk, packets.CodeSuccessIgnore // delivered by the room, in id order
+	case wire.TopicUserInbox:
+		ctx, cancel := r.ctx()
+		defer cancel()
+		if _, err := r.commands.SendDirect(ctx, caller, t.Name, pk.Payload); err != nil {
+			return r.refuse(cl, pk, reasonFor(err), err)
+		}
+		return pk, packets.CodeSuccessIgnore
+	case wire.TopicRPC:
+		return r.rpc(c, pk, t.Name)
+	}
+	if r.policy.PublishDecision(c.session.Identity, t) != acl.Allow {
+		return r.refuse(cl, pk, packets.ErrNotAuthorized, errors.New("topic not allowed"))
+	}
+	return pk, nil
+}
+
+// refuse answers a refused PUBLISH. v5 clients at QoS 1 or 2 get the reason code in the PUBACK
+// or PUBREC (Mochi would answer QoS 2 with a PUBACK); otherwise the message is dropped, as
+// v3.1.1 has no way to say no. Either way it is logged once and never delivered.
+func (r *Router) refuse(cl *mqtt.Client, pk packets.Packet, code packets.Code, cause error) (packets.Packet, error) {
+	if code.Code < packets.ErrUnspecifiedError.Code {
+		// A success-class code (0x10 no matching subscribers): accepted, nothing to deliver.
+		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos == 1 {
+			_ = cl.WritePacket(ack(pk.PacketID, packets.Puback, code))
+			return pk, packets.ErrRejectPacket
+		}
+		return pk, packets.CodeSuccessIgnore
+	}
+	r.log.Info("publish refused", logKeyClient, cl.ID, logKeyTopic, pk.TopicName, logKeyReason, code.Reason, logKeyError, cause)
+	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+		kind := byte(packets.Puback)
+		if pk.FixedHeader.Qos == 2 {
+			kind = packets.Pubrec
+		}
+		_ = cl.WritePacket(ack(pk.PacketID, kind, code))
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, packets.CodeSuccessIgnore
+}
+
+func ack(id uint16, kind byte, code packets.Code) packets.Packet {
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: kind},
+		PacketID:    id,
+		ReasonCode:  code.Code,
+	}
+	if code.Code >= packets.ErrUnspecifiedError.Code {
+		pk.Properties.ReasonString = code.Reason
+	}
+	return pk
+}
+
+// reasonFor maps an error of a command to the reason code of a refused PUBLISH.
+func reasonFor(err error) packets.Code {
+	switch wire.CodeOf(err) {
+	case wire.CodeBadMessage:
+		return packets.ErrPayloadFormatInvalid
+	case wire.CodeNotAllowed, wire.CodeNoRoom, wire.CodeInvalidName, wire.CodeNotJoined:
+		return packets.ErrNotAuthorized
+	case wire.CodeNoUserOnline:
+		return packets.CodeNoMatchingSubscribers
+	case wire.CodeRateLimited:
+		return packets.ErrQuotaExceeded
+	case wire.CodeStoreUnavailable:
+		return packets.ErrServerUnavailable
+	case wire.CodeBadArgument:
+		return packets.ErrPayloadFormatInvalid
+	}
+	return packets.ErrUnspecifiedError
+}
+
+// rpcEnvelope is the v3.1.1 form of an RPC request.
+type rpcEnvelope struct {
+	Args            json.RawMessage `json:"args"`
+	ResponseTopic   string          `json:"responseTopic"`
+	CorrelationData json.RawMessage `json:"correlationData"`
+}
+
+// rpcResponse is the payload of an RPC response.
+type rpcResponse struct {
+	Result          any             `json:"result,omitempty"`
+	Error           *wire.Error     `json:"error,omitempty"`
+	CorrelationData json.RawMessage `json:"correlationData,omitempty"`
+}
+
+// rpc runs an RPC request and publishes the response on the caller's response topic. The
+// request is acknowledged as received; failures of the command travel in the response. A
+// response topic outside users/{user}/ of the caller is refused.
+func (r *Router) rpc(c *conn, pk packets.Packet, command string) (packets.Packet, error) {
+	args := json.RawMessage(pk.Payload)
+	responseTopic := pk.Properties.ResponseTopic
+	correlation := pk.Properties.CorrelationData
+	var envelope *rpcEnvelope
+	if c.cl.Properties.ProtocolVersion < 5 || responseTopic == "" {
+		var env rpcEnvelope
+		if json.Unmarshal(pk.Payload, &env) == nil && env.ResponseTopic != "" {
+			envelope = &env
+			args, responseTopic = env.Args, env.ResponseTopic
+		}
+	}
+	user := c.session.Identity.User
+	if responseTopic != "" && (!bytes.HasPrefix([]byte(responseTopic), []byte(wire.UserNamespace(user))) || wire.IsWildcard(responseTopic)) {
+		return r.refuse(c.cl, pk, packets.ErrNotAuthorized, errors.New("response topic outside the caller's namespace"))
+	}
+
+	ctx, cancel := r.ctx()
+	defer cancel()
+	var resp rpcResponse
+	var result any
+	var err error
+	if !json.Valid(args) && len(bytes.TrimSpace(args)) > 0 {
+		err = wire.NewError(wire.CodeBadArgument, "arguments: invalid JSON")
+	} else {
+		result, err = r.commands.Exec(ctx, commands.Caller{Identity: c.session.Identity, ClientID: c.cl.ID}, command, args)
+	}
+	if err != nil {
+		resp.Error = wire.AsError(err)
+		if resp.Error.Code == wire.CodeInternalError {
+			r.log.Error("command failed", logKeyClient, c.cl.ID, logKeyCommand, command, logKeyError, err)
+		}
+	} else {
+		resp.Result = result
+		if resp.Result == nil {
+			resp.Result = struct{}{}
+		}
+	}
+	if responseTopic == "" {
+		return pk, packets.CodeSuccessIgnore
+	}
+	props := packets.Properties{}
+	if envelope != nil {
+		resp.CorrelationData = envelope.CorrelationData
+	} else {
+		props.CorrelationData = correlation
+	}
+	payload, mErr := json.Marshal(resp)
+	if mErr != nil {
+		r.log.Error("encode response", logKeyCommand, command, logKeyError, mErr)
+		return pk, packets.CodeSuccessIgnore
+	}
+	r.publish(message{topic: responseTopic, payload: payload, qos: 1, props: props}, "")
+	return pk, packets.CodeSuccessIgnore
+}

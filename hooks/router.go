@@ -1,0 +1,300 @@
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/rs/xid"
+
+	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/commands"
+	"github.com/roomq/roomq/devices"
+	"github.com/roomq/roomq/rooms"
+	"github.com/roomq/roomq/wire"
+)
+
+// Defaults of RouterOptions.
+const (
+	DefaultMaxQueued       = 10000
+	DefaultMaxInflight     = 1024
+	DefaultCommandTimeout  = 10 * time.Second
+	brokerInlineClientID   = "$roomq-broker"
+	inlineListenerID       = "local"
+	userPropertyID         = "id"
+	userPropertyAuthor     = "author"
+	userPropertyTimestamp  = "timestamp"
+	userPropertyEpoch      = "epoch"
+	userPropertySince      = "since"
+	userPropertyEpochRoom  = "epoch:"
+	userPropertySinceRoom  = "since:"
+	maxClientReceiveWindow = 65535
+)
+
+// RouterOptions configure the Router hook.
+type RouterOptions struct {
+	// Server is the Mochi server the router is installed in. Required.
+	Server *mqtt.Server
+	// Auth is the Auth hook that authenticated the clients. Required.
+	Auth *Auth
+	// Rooms, Devices and Commands are the broker's services. Required.
+	Rooms    *rooms.Service
+	Devices  *devices.Registry
+	Commands *commands.Service
+	// Policy judges plain topics.
+	Policy acl.Policy
+	// MaxQueued is how many packets a connection may fall behind before it is disconnected
+	// (default 10000).
+	MaxQueued int
+	// MaxInflight caps the unacknowledged QoS > 0 packets per connection, below the client's
+	// Receive Maximum (default 1024).
+	MaxInflight int
+	// CommandTimeout bounds one command (default 10 s).
+	CommandTimeout time.Duration
+	// Logger receives the hook's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Router maps MQTT onto rooms, direct messages, RPC and presence. It implements
+// commands.Transport, rooms.Notifier, devices.Notifier and devices.WillPublisher.
+type Router struct {
+	mqtt.HookBase
+	srv      *mqtt.Server
+	auth     *Auth
+	rooms    *rooms.Service
+	devices  *devices.Registry
+	commands *commands.Service
+	policy   acl.Policy
+	opts     RouterOptions
+	log      *slog.Logger
+	inline   *mqtt.Client
+
+	mu     sync.Mutex
+	conns  map[*mqtt.Client]*conn
+	closed bool
+	wg     sync.WaitGroup
+}
+
+var (
+	_ mqtt.Hook             = (*Router)(nil)
+	_ commands.Transport    = (*Router)(nil)
+	_ rooms.Notifier        = (*Router)(nil)
+	_ devices.Notifier      = (*Router)(nil)
+	_ devices.WillPublisher = (*Router)(nil)
+)
+
+// conn is the router's state of one connection.
+type conn struct {
+	cl      *mqtt.Client
+	session *devices.Session
+	out     *outbox
+
+	mu    sync.Mutex
+	rooms map[string]*roomSub // joined rooms on this connection
+}
+
+// NewRouter returns the Router hook. Install it after the Auth hook.
+func NewRouter(opts RouterOptions) (*Router, error) {
+	if opts.Server == nil || opts.Auth == nil || opts.Rooms == nil || opts.Devices == nil || opts.Commands == nil {
+		return nil, errors.New("hooks: RouterOptions.Server, Auth, Rooms, Devices and Commands are required")
+	}
+	if opts.MaxQueued <= 0 {
+		opts.MaxQueued = DefaultMaxQueued
+	}
+	if opts.MaxInflight <= 0 {
+		opts.MaxInflight = DefaultMaxInflight
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	inline := opts.Server.NewClient(nil, inlineListenerID, brokerInlineClientID, true)
+	inline.Properties.ProtocolVersion = 5
+	return &Router{
+		srv:      opts.Server,
+		auth:     opts.Auth,
+		rooms:    opts.Rooms,
+		devices:  opts.Devices,
+		commands: opts.Commands,
+		policy:   opts.Policy,
+		opts:     opts,
+		log:      opts.Logger,
+		inline:   inline,
+		conns:    make(map[*mqtt.Client]*conn),
+	}, nil
+}
+
+// ID implements mqtt.Hook.
+func (r *Router) ID() string { return "roomq-router" }
+
+// Provides implements mqtt.Hook.
+func (r *Router) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed,
+		mqtt.OnUnsubscribed, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnStopped,
+	}, []byte{b})
+}
+
+// spawn runs f in a goroutine owned by the router; it refuses once the router stopped.
+func (r *Router) spawn(f func()) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		f()
+	}()
+	return true
+}
+
+func (r *Router) conn(cl *mqtt.Client) (*conn, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.conns[cl]
+	return c, ok
+}
+
+// connByID returns the live connection with client id id on this instance.
+func (r *Router) connByID(id string) (*conn, bool) {
+	cl, ok := r.srv.Clients.Get(id)
+	if !ok || cl.Closed() {
+		return nil, false
+	}
+	return r.conn(cl)
+}
+
+func (r *Router) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), r.opts.CommandTimeout)
+}
+
+// OnSessionEstablished starts tracking a connection after its CONNACK: its outbox, its
+// presence, and the rooms of a resumed session.
+func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	id, ok := r.auth.Identity(cl)
+	if !ok {
+		return
+	}
+	limit := int(cl.Properties.Props.ReceiveMaximum)
+	if cl.Properties.ProtocolVersion < 5 || limit == 0 {
+		limit = maxClientReceiveWindow
+	}
+	limit = min(limit, r.opts.MaxInflight)
+	c := &conn{cl: cl, rooms: make(map[string]*roomSub)}
+	c.out = newOutbox(cl, limit, r.opts.MaxQueued, r.spawn, func() {
+		r.log.Warn("slow consumer disconnected", logKeyClient, cl.ID, logKeyUser, id.User)
+		r.kick(cl, packets.ErrQuotaExceeded)
+	})
+	c.session = &devices.Session{
+		ClientID:    cl.ID,
+		ID:          xid.New().String(),
+		Identity:    id,
+		ConnectedAt: time.Now(),
+		Will:        r.takeWill(cl, id),
+	}
+	r.mu.Lock()
+	r.conns[cl] = c
+	r.mu.Unlock()
+
+	ctx, cancel := r.ctx()
+	defer cancel()
+	if err := r.devices.Connected(ctx, c.session); err != nil {
+		r.log.Error("record connection", logKeyClient, cl.ID, logKeyError, err)
+	}
+	// A resumed session keeps its subscriptions [MQTT-3.1.2-5]: rejoin its rooms.
+	for filter, sub := range cl.State.Subscriptions.GetAll() {
+		if t := wire.ParseTopic(filter); t.Kind == wire.TopicRoom {
+			if _, err := r.joinRoom(ctx, c, t.Name, sub, nil); err != nil {
+				r.log.Info("rejoin room failed", logKeyClient, cl.ID, logKeyRoom, t.Name, logKeyError, err)
+				r.dropSubscription(cl, filter)
+			}
+		}
+	}
+}
+
+// takeWill moves the client's will from Mochi to the devices registry, which publishes it
+// through the router (so that a will to a room becomes a room message, and a dead instance's
+// wills can be published by another).
+func (r *Router) takeWill(cl *mqtt.Client, id acl.Identity) *devices.Will {
+	w := cl.Properties.Will
+	if w.Flag == 0 {
+		return nil
+	}
+	cl.Properties.Will = mqtt.Will{}
+	props := make([][2]string, len(w.User))
+	for i, p := range w.User {
+		props[i] = [2]string{p.Key, p.Val}
+	}
+	return &devices.Will{
+		ClientID:   cl.ID,
+		User:       id.User,
+		Topic:      w.TopicName,
+		Payload:    bytes.Clone(w.Payload),
+		QoS:        w.Qos,
+		Retain:     w.Retain,
+		Properties: props,
+		Delay:      time.Duration(w.WillDelayInterval) * time.Second,
+	}
+}
+
+// OnDisconnect ends a connection: it leaves its rooms, stops its outbox, and reports it to the
+// devices registry, which publishes the will when the connection ended without DISCONNECT.
+func (r *Router) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	r.mu.Lock()
+	c, ok := r.conns[cl]
+	delete(r.conns, cl)
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	c.out.close()
+	ctx, cancel := r.ctx()
+	defer cancel()
+	c.mu.Lock()
+	joined := c.rooms
+	c.rooms = make(map[string]*roomSub)
+	c.mu.Unlock()
+	for room := range joined {
+		if _, err := r.rooms.Leave(ctx, room, c.session.Identity.User, cl.ID, c.session.ID); err != nil {
+			r.log.Error("leave room on disconnect", logKeyClient, cl.ID, logKeyRoom, room, logKeyError, err)
+		}
+	}
+	graceful := err == nil
+	r.devices.Disconnected(ctx, c.session, graceful)
+}
+
+// OnQosComplete releases outbox quota when a client acknowledges a packet.
+func (r *Router) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if c, ok := r.conn(cl); ok {
+		c.out.complete(pk.PacketID)
+	}
+}
+
+// OnQosDropped releases outbox quota of a packet Mochi gave up on.
+func (r *Router) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	r.OnQosComplete(cl, pk)
+}
+
+// OnStopped stops every outbox and waits for the router's goroutines.
+func (r *Router) OnStopped() {
+	r.mu.Lock()
+	r.closed = true
+	conns := make([]*conn, 0, len(r.conns))
+	for _, c := range r.conns {
+		conns = append(conns, c)
+	}
+	r.mu.Unlock()
+	for _, c := range conns {
+		c.out.close()
+	}
+	r.wg.Wait()
+}

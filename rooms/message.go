@@ -1,0 +1,67 @@
+package rooms
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+
+	"github.com/roomq/roomq/store"
+)
+
+// Message is a room message as delivered: the stored message with its room, the history epoch
+// and the payload subscribers receive.
+type Message struct {
+	store.Message
+	// Room is the room the message belongs to.
+	Room string
+	// Epoch is the room history's epoch when the message was delivered.
+	Epoch string
+	// Origin is the client id that published the message on this instance, empty for replayed
+	// history and for messages from other instances or the system.
+	Origin string
+
+	delivered []byte
+	history   json.RawMessage
+}
+
+// NewMessage wraps a stored message of room for delivery, computing its payloads once.
+func NewMessage(room, epoch, origin string, m store.Message) *Message {
+	msg := &Message{Message: m, Room: room, Epoch: epoch, Origin: origin}
+	if m.Binary {
+		msg.delivered = m.Payload
+		obj, _ := json.Marshal(map[string]string{"binary": base64.StdEncoding.EncodeToString(m.Payload)})
+		msg.history = enrich(obj, m)
+	} else {
+		msg.delivered = enrich(m.Payload, m)
+		msg.history = msg.delivered
+	}
+	return msg
+}
+
+// Payload returns the bytes published to subscribers: the JSON object with id, author and
+// timestamp added, or the unchanged bytes of a binary message.
+func (m *Message) Payload() []byte { return m.delivered }
+
+// JSON returns the message as it appears inside JSON (RPC results, history): the delivered
+// object, or {"binary": base64} with id, author and timestamp for a binary message.
+func (m *Message) JSON() json.RawMessage { return m.history }
+
+// enrich returns the JSON object obj with the keys id, author and timestamp of m prepended.
+// obj must be a compact JSON object, as the checkers store it.
+func enrich(obj []byte, m store.Message) []byte {
+	author, _ := json.Marshal(m.Author)
+	out := make([]byte, 0, len(obj)+len(author)+64)
+	out = append(out, `{"id":`...)
+	out = strconv.AppendUint(out, m.ID, 10)
+	out = append(out, `,"author":`...)
+	out = append(out, author...)
+	out = append(out, `,"timestamp":`...)
+	out = strconv.AppendInt(out, m.Timestamp, 10)
+	if len(obj) > 2 { // not "{}"
+		out = append(out, ',')
+		out = append(out, obj[1:]...)
+	} else {
+		out = append(out, '}')
+	}
+	return out
+}

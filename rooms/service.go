@@ -1,0 +1,475 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/roomq/roomq/store"
+	"github.com/roomq/roomq/wire"
+)
+
+// Defaults of Options.
+const (
+	DefaultHistoryMaxSize        = 10000
+	DefaultHistoryMaxGetMessages = 100
+	replayBatch                  = 1000
+)
+
+// Subscriber receives the messages of a room on this instance. The Service calls its methods
+// with the room's lock held, in id order: they must not block and must not call back into the
+// Service.
+type Subscriber interface {
+	// Key identifies the subscription; one key holds at most one subscription per room.
+	Key() string
+	// DeliverRoom queues m for the subscriber.
+	DeliverRoom(m *Message)
+	// RoomRemoved tells the subscriber it no longer belongs to room (the room was deleted or
+	// the user lost access), so that it can drop its transport-level subscription.
+	RoomRemoved(room string)
+}
+
+// Notifier publishes the broker's notifications. It must not block.
+type Notifier interface {
+	// RoomEvent publishes ev on rooms/{room}/events.
+	RoomEvent(room string, ev wire.Event)
+	// UserEvent publishes ev on users/{user}/events.
+	UserEvent(user string, ev wire.Event)
+}
+
+// Options configure a Service.
+type Options struct {
+	// Store keeps rooms, histories and membership. Required.
+	Store store.Store
+	// Checkers holds the message checkers; nil means NewCheckers().
+	Checkers *Checkers
+	// Notifier publishes events. Required.
+	Notifier Notifier
+	// HistoryMaxSize is the number of messages a room history keeps (default 10000).
+	HistoryMaxSize int
+	// HistoryMaxGetMessages caps one history read (default 100).
+	HistoryMaxGetMessages int
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger receives the service's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Service runs the rooms of one broker instance.
+type Service struct {
+	store    store.Store
+	checkers *Checkers
+	notify   Notifier
+	maxSize  int
+	maxGet   int
+	now      func() time.Time
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	rooms map[string]*roomState
+}
+
+// roomState is the per-instance state of one room.
+type roomState struct {
+	// mu serialises id assignment with delivery, and joins with delivery, so that every
+	// subscriber sees the room's messages in id order with no gap between replay and live.
+	mu    sync.Mutex
+	epoch string
+	subs  map[string]Subscriber
+}
+
+// New returns a Service.
+func New(opts Options) (*Service, error) {
+	if opts.Store == nil {
+		return nil, errors.New("rooms: Options.Store is required")
+	}
+	if opts.Notifier == nil {
+		return nil, errors.New("rooms: Options.Notifier is required")
+	}
+	if opts.Checkers == nil {
+		opts.Checkers = NewCheckers()
+	}
+	if opts.HistoryMaxSize <= 0 {
+		opts.HistoryMaxSize = DefaultHistoryMaxSize
+	}
+	if opts.HistoryMaxGetMessages <= 0 {
+		opts.HistoryMaxGetMessages = DefaultHistoryMaxGetMessages
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Service{
+		store:    opts.Store,
+		checkers: opts.Checkers,
+		notify:   opts.Notifier,
+		maxSize:  opts.HistoryMaxSize,
+		maxGet:   opts.HistoryMaxGetMessages,
+		now:      opts.Now,
+		log:      opts.Logger,
+		rooms:    make(map[string]*roomState),
+	}, nil
+}
+
+// Checkers returns the checker registry, to register custom checkers.
+func (s *Service) Checkers() *Checkers { return s.checkers }
+
+// HistoryMaxGetMessages is the most messages one history read returns.
+func (s *Service) HistoryMaxGetMessages() int { return s.maxGet }
+
+func (s *Service) state(room string) *roomState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.rooms[room]
+	if !ok {
+		st = &roomState{subs: make(map[string]Subscriber)}
+		s.rooms[room] = st
+	}
+	return st
+}
+
+func (s *Service) millis() int64 { return s.now().UnixMilli() }
+
+// Create creates a room owned by owner. An empty checker means text.
+func (s *Service) Create(ctx context.Context, room store.Room) error {
+	if err := wire.CheckName("room", room.Name); err != nil {
+		return err
+	}
+	if room.Checker == "" {
+		room.Checker = CheckerText
+	}
+	if _, ok := s.checkers.Get(room.Checker); !ok {
+		return fmt.Errorf("create room %q: %w", room.Name, wire.Errorf(wire.CodeBadArgument, "checker: no checker named %q", room.Checker))
+	}
+	if room.CreatedAt == 0 {
+		room.CreatedAt = s.millis()
+	}
+	if err := s.store.CreateRoom(ctx, room); err != nil {
+		return fmt.Errorf("create room %q: %w", room.Name, err)
+	}
+	return nil
+}
+
+// Room returns a room's settings, or store.ErrNoRoom.
+func (s *Service) Room(ctx context.Context, name string) (store.Room, error) {
+	if !wire.ValidName(name) {
+		return store.Room{}, wire.Errorf(wire.CodeInvalidName, "invalid room name %q", name)
+	}
+	r, err := s.store.Room(ctx, name)
+	if err != nil {
+		return store.Room{}, fmt.Errorf("room %q: %w", name, err)
+	}
+	return r, nil
+}
+
+// Delete deletes a room: its members get roomDeleted, their subscriptions on this instance end,
+// and its history is gone.
+func (s *Service) Delete(ctx context.Context, name string) error {
+	users, err := s.store.RoomUsers(ctx, name)
+	if err != nil {
+		return fmt.Errorf("delete room %q: %w", name, err)
+	}
+	st := s.state(name)
+	st.mu.Lock()
+	if err := s.store.DeleteRoom(ctx, name); err != nil {
+		st.mu.Unlock()
+		return fmt.Errorf("delete room %q: %w", name, err)
+	}
+	subs := st.subs
+	st.subs = make(map[string]Subscriber)
+	st.epoch = ""
+	st.mu.Unlock()
+
+	s.mu.Lock()
+	delete(s.rooms, name)
+	s.mu.Unlock()
+
+	for _, sub := range subs {
+		sub.RoomRemoved(name)
+	}
+	ev := wire.NewEvent(wire.EventRoomDeleted, map[string]any{"room": name})
+	s.notify.RoomEvent(name, ev)
+	for _, u := range users {
+		s.notify.UserEvent(u, ev)
+	}
+	return nil
+}
+
+// epochLocked returns the room's history epoch. Lock st.mu must be held.
+func (s *Service) epochLocked(ctx context.Context, room string, st *roomState) (string, error) {
+	if st.epoch != "" {
+		return st.epoch, nil
+	}
+	info, err := s.store.HistoryInfo(ctx, room)
+	if err != nil {
+		return "", err
+	}
+	st.epoch = info.Epoch
+	return st.epoch, nil
+}
+
+// Post validates payload with the room's checker, stores it with the next id and delivers it to
+// the room's subscribers on this instance, in id order. origin is the publishing client id.
+func (s *Service) Post(ctx context.Context, room, author, origin string, payload []byte) (*Message, error) {
+	r, err := s.Room(ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	checker, ok := s.checkers.Get(r.Checker)
+	if !ok {
+		return nil, fmt.Errorf("post to room %q: %w: %q", room, ErrNoChecker, r.Checker)
+	}
+	content, binary, err := checker.Check(payload)
+	if err != nil {
+		if !errors.Is(err, ErrBadMessage) {
+			err = fmt.Errorf("%w: %v", ErrBadMessage, err)
+		}
+		return nil, fmt.Errorf("post to room %q: %w", room, err)
+	}
+	st := s.state(room)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	epoch, err := s.epochLocked(ctx, room, st)
+	if err != nil {
+		return nil, fmt.Errorf("post to room %q: %w", room, err)
+	}
+	stored, err := s.store.Append(ctx, room, store.Message{
+		Author:    author,
+		Timestamp: s.millis(),
+		Binary:    binary,
+		Payload:   content,
+	}, s.maxSize)
+	if err != nil {
+		return nil, fmt.Errorf("post to room %q: %w", room, err)
+	}
+	msg := NewMessage(room, epoch, origin, stored)
+	for _, sub := range st.subs {
+		sub.DeliverRoom(msg)
+	}
+	return msg, nil
+}
+
+// Resume asks a join to replay the history after a message id.
+type Resume struct {
+	// Since is the last message id the client has; replay starts after it.
+	Since uint64
+	// Epoch is the epoch the client's Since belongs to; empty means unknown.
+	Epoch string
+}
+
+// Join is a request to join a room.
+type Join struct {
+	Room     string
+	User     string
+	ClientID string
+	// Subscriber receives the room's messages on this instance; nil joins without delivery
+	// (for a connection on another transport).
+	Subscriber Subscriber
+	// Resume, when set, replays the stored messages after Resume.Since before live ones.
+	Resume *Resume
+}
+
+// Joined reports the outcome of a join or leave.
+type Joined struct {
+	// Connections is the number of the user's connections joined to the room afterwards.
+	Connections int
+	// Changed is false when the connection was joined (or left) already.
+	Changed bool
+}
+
+// Join records a connection's membership, replays history when asked and adds the subscriber,
+// all under the room's lock so that nothing is missed or doubled between replay and live
+// messages. It sends historyGap or historyReset to the user when the replay cannot continue
+// from Resume.Since, roomJoinedEcho to the user, and userJoined to the room when this is the
+// user's first connection there and the room wants userlist updates.
+func (s *Service) Join(ctx context.Context, j Join) (Joined, error) {
+	r, err := s.Room(ctx, j.Room)
+	if err != nil {
+		return Joined{}, err
+	}
+	st := s.state(j.Room)
+	st.mu.Lock()
+	count, changed, err := s.store.Join(ctx, j.Room, j.User, j.ClientID, s.millis())
+	if err != nil {
+		st.mu.Unlock()
+		return Joined{}, fmt.Errorf("join room %q: %w", j.Room, err)
+	}
+	if j.Subscriber != nil {
+		if j.Resume != nil {
+			if err := s.replayLocked(ctx, st, j); err != nil {
+				st.mu.Unlock()
+				return Joined{}, err
+			}
+		}
+		st.subs[j.Subscriber.Key()] = j.Subscriber
+	}
+	st.mu.Unlock()
+
+	if changed {
+		s.notify.UserEvent(j.User, wire.NewEvent(wire.EventRoomJoinedEcho, map[string]any{
+			"room": j.Room, "clientId": j.ClientID, "connections": count,
+		}))
+		if count == 1 && r.NotifyUserlist {
+			s.notify.RoomEvent(j.Room, wire.NewEvent(wire.EventUserJoined, map[string]any{"room": j.Room, "user": j.User}))
+		}
+	}
+	return Joined{Connections: count, Changed: changed}, nil
+}
+
+// replayLocked delivers the stored messages after j.Resume.Since to j.Subscriber. Lock st.mu
+// must be held.
+func (s *Service) replayLocked(ctx context.Context, st *roomState, j Join) error {
+	info, err := s.store.HistoryInfo(ctx, j.Room)
+	if err != nil {
+		return fmt.Errorf("replay room %q: %w", j.Room, err)
+	}
+	st.epoch = info.Epoch
+	after := j.Resume.Since
+	switch {
+	case j.Resume.Epoch != "" && j.Resume.Epoch != info.Epoch:
+		s.notify.UserEvent(j.User, wire.NewEvent(wire.EventHistoryReset, map[string]any{
+			"room": j.Room, "epoch": info.Epoch,
+		}))
+		after = 0
+	case info.FirstID > 0 && after+1 < info.FirstID:
+		s.notify.UserEvent(j.User, wire.NewEvent(wire.EventHistoryGap, map[string]any{
+			"room": j.Room, "from": after + 1, "to": info.FirstID - 1,
+		}))
+	case info.FirstID == 0 && after < info.LastID:
+		// Everything after Since has left the history ring.
+		s.notify.UserEvent(j.User, wire.NewEvent(wire.EventHistoryGap, map[string]any{
+			"room": j.Room, "from": after + 1, "to": info.LastID,
+		}))
+	}
+	for after < info.LastID {
+		msgs, err := s.store.Range(ctx, j.Room, after, replayBatch)
+		if err != nil {
+			return fmt.Errorf("replay room %q: %w", j.Room, err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			j.Subscriber.DeliverRoom(NewMessage(j.Room, info.Epoch, "", m))
+		}
+		after = msgs[len(msgs)-1].ID
+	}
+	return nil
+}
+
+// Leave ends a connection's membership of a room and removes its subscriber (by key, empty
+// for none). It sends roomLeftEcho to the user, and userLeft to the room after the user's last
+// connection left.
+func (s *Service) Leave(ctx context.Context, room, user, clientID, key string) (Joined, error) {
+	st := s.state(room)
+	st.mu.Lock()
+	if key != "" {
+		delete(st.subs, key)
+	}
+	count, changed, err := s.store.Leave(ctx, room, user, clientID, s.millis())
+	st.mu.Unlock()
+	if err != nil {
+		return Joined{}, fmt.Errorf("leave room %q: %w", room, err)
+	}
+	if changed {
+		s.notify.UserEvent(user, wire.NewEvent(wire.EventRoomLeftEcho, map[string]any{
+			"room": room, "clientId": clientID, "connections": count,
+		}))
+		if count == 0 {
+			if r, err := s.store.Room(ctx, room); err == nil && r.NotifyUserlist {
+				s.notify.RoomEvent(room, wire.NewEvent(wire.EventUserLeft, map[string]any{"room": room, "user": user}))
+			}
+		}
+	}
+	return Joined{Connections: count, Changed: changed}, nil
+}
+
+// HistoryInfo describes a room's history for the roomHistoryInfo command.
+type HistoryInfo struct {
+	LastMessageID         uint64 `json:"lastMessageId"`
+	HistorySize           int    `json:"historySize"`
+	HistoryMaxSize        int    `json:"historyMaxSize"`
+	HistoryMaxGetMessages int    `json:"historyMaxGetMessages"`
+	Epoch                 string `json:"epoch"`
+}
+
+// HistoryInfo returns the state of a room's history.
+func (s *Service) HistoryInfo(ctx context.Context, room string) (HistoryInfo, error) {
+	info, err := s.store.HistoryInfo(ctx, room)
+	if err != nil {
+		return HistoryInfo{}, fmt.Errorf("history info of room %q: %w", room, err)
+	}
+	return HistoryInfo{
+		LastMessageID:         info.LastID,
+		HistorySize:           info.Size,
+		HistoryMaxSize:        s.maxSize,
+		HistoryMaxGetMessages: s.maxGet,
+		Epoch:                 info.Epoch,
+	}, nil
+}
+
+// History returns the messages with an id greater than after, ascending, at most limit and at
+// most HistoryMaxGetMessages of them.
+func (s *Service) History(ctx context.Context, room string, after uint64, limit int) ([]*Message, error) {
+	if limit <= 0 || limit > s.maxGet {
+		limit = s.maxGet
+	}
+	msgs, err := s.store.Range(ctx, room, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("history of room %q: %w", room, err)
+	}
+	return s.wrap(ctx, room, msgs)
+}
+
+// Recent returns the newest HistoryMaxGetMessages messages, ascending.
+func (s *Service) Recent(ctx context.Context, room string) ([]*Message, error) {
+	msgs, err := s.store.Recent(ctx, room, s.maxGet)
+	if err != nil {
+		return nil, fmt.Errorf("recent history of room %q: %w", room, err)
+	}
+	return s.wrap(ctx, room, msgs)
+}
+
+func (s *Service) wrap(ctx context.Context, room string, msgs []store.Message) ([]*Message, error) {
+	info, err := s.store.HistoryInfo(ctx, room)
+	if err != nil {
+		return nil, fmt.Errorf("history of room %q: %w", room, err)
+	}
+	out := make([]*Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = NewMessage(room, info.Epoch, "", m)
+	}
+	return out, nil
+}
+
+// Users returns the users with a connection joined to the room.
+func (s *Service) Users(ctx context.Context, room string) ([]string, error) {
+	users, err := s.store.RoomUsers(ctx, room)
+	if err != nil {
+		return nil, fmt.Errorf("users of room %q: %w", room, err)
+	}
+	return users, nil
+}
+
+// UserSeen reports whether user is joined to room and when they last joined or left it.
+func (s *Service) UserSeen(ctx context.Context, room, user string) (joined bool, at int64, err error) {
+	joined, at, err = s.store.UserSeen(ctx, room, user)
+	if err != nil {
+		return false, 0, fmt.Errorf("user seen in room %q: %w", room, err)
+	}
+	return joined, at, nil
+}
+
+// ClientRooms returns the rooms a connection has joined.
+func (s *Service) ClientRooms(ctx context.Context, clientID string) ([]string, error) {
+	rooms, err := s.store.ClientRooms(ctx, clientID)
+	if err != nil {
+		return nil, fmt.Errorf("rooms of client %q: %w", clientID, err)
+	}
+	return rooms, nil
+}

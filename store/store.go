@@ -1,0 +1,135 @@
+package store
+
+import "context"
+
+// Room holds a room's settings.
+type Room struct {
+	// Name is the room name (see wire.ValidName).
+	Name string
+	// Owner is the user who created the room.
+	Owner string
+	// Checker names the message checker of the room ("text", "json", "binary" or a custom one).
+	Checker string
+	// WhitelistOnly is true when only whitelisted users (and the owner and admins) may join.
+	WhitelistOnly bool
+	// NotifyAccessLists enables accessListChanged and modeChanged events on rooms/{room}/events.
+	NotifyAccessLists bool
+	// NotifyUserlist enables userJoined and userLeft events on rooms/{room}/events.
+	NotifyUserlist bool
+	// CreatedAt is the creation time in milliseconds since the Unix epoch.
+	CreatedAt int64
+}
+
+// Message is a stored room message.
+type Message struct {
+	// ID is the message id: 1 for a room's first message, then growing by exactly 1.
+	// Append sets it; callers leave it zero.
+	ID uint64
+	// Author is the user who posted the message.
+	Author string
+	// Timestamp is the time the message was accepted, in milliseconds since the Unix epoch.
+	Timestamp int64
+	// Binary is true when Payload is opaque bytes; otherwise Payload is a JSON object without
+	// the keys id, author and timestamp.
+	Binary bool
+	// Payload is the message content as accepted by the room's checker.
+	Payload []byte
+}
+
+// HistoryInfo describes a room's history.
+type HistoryInfo struct {
+	// LastID is the id of the newest message ever appended, 0 when there is none.
+	LastID uint64
+	// FirstID is the id of the oldest message still stored, 0 when the history is empty.
+	FirstID uint64
+	// Size is the number of messages stored.
+	Size int
+	// Epoch changes whenever the continuity of the history is lost, for example when the room
+	// is created again or the store lost its data.
+	Epoch string
+}
+
+// Connection is one MQTT connection of a user.
+type Connection struct {
+	// ClientID is the MQTT client identifier; it is unique in the cluster.
+	ClientID string
+	// Session identifies this connection among the connections that have used ClientID, so
+	// that removing a taken-over connection does not remove its successor.
+	Session string
+	// User is the authenticated user.
+	User string
+	// Instance names the broker instance that holds the connection.
+	Instance string
+	// ConnectedAt is the connection time in milliseconds since the Unix epoch.
+	ConnectedAt int64
+}
+
+// Rooms stores room settings.
+type Rooms interface {
+	// CreateRoom creates a room with a fresh history and epoch. It returns ErrRoomExists when
+	// the name is taken.
+	CreateRoom(ctx context.Context, room Room) error
+	// Room returns a room's settings, or ErrNoRoom.
+	Room(ctx context.Context, name string) (Room, error)
+	// DeleteRoom deletes a room with its history and membership, or returns ErrNoRoom.
+	DeleteRoom(ctx context.Context, name string) error
+	// RoomNames returns the names of all rooms, sorted.
+	RoomNames(ctx context.Context) ([]string, error)
+}
+
+// History stores the message history of rooms.
+type History interface {
+	// Append gives m the room's next id, stores it with that id and drops the oldest messages
+	// beyond maxSize, as one atomic step. It returns the stored message, or ErrNoRoom.
+	Append(ctx context.Context, room string, m Message, maxSize int) (Message, error)
+	// Range returns the stored messages with an id greater than afterID, ascending, at most
+	// limit of them. It returns ErrNoRoom for a room that does not exist.
+	Range(ctx context.Context, room string, afterID uint64, limit int) ([]Message, error)
+	// Recent returns the newest limit stored messages, ascending.
+	Recent(ctx context.Context, room string, limit int) ([]Message, error)
+	// HistoryInfo describes a room's history, or returns ErrNoRoom.
+	HistoryInfo(ctx context.Context, room string) (HistoryInfo, error)
+}
+
+// Connections stores the connections of users, across instances.
+type Connections interface {
+	// AddConnection records c and returns how many connections c.User now has. A connection
+	// with the same ClientID is replaced (a takeover) and not counted twice.
+	AddConnection(ctx context.Context, c Connection) (int, error)
+	// RemoveConnection removes the connection of clientID if its Session is session. It
+	// returns whether it removed one and how many connections its user has left; the
+	// connection's room memberships are left to the caller.
+	RemoveConnection(ctx context.Context, clientID, session string) (removed bool, left int, err error)
+	// UserConnections returns a user's connections, sorted by ClientID.
+	UserConnections(ctx context.Context, user string) ([]Connection, error)
+}
+
+// Members stores which connections have joined which rooms.
+type Members interface {
+	// Join records that clientID of user joined room. It returns how many of the user's
+	// connections are joined to the room afterwards and whether this call changed anything
+	// (false when the connection was joined already). It returns ErrNoRoom for a missing room.
+	Join(ctx context.Context, room, user, clientID string, at int64) (count int, changed bool, err error)
+	// Leave records that clientID of user left room. It returns how many of the user's
+	// connections are still joined and whether this call changed anything.
+	Leave(ctx context.Context, room, user, clientID string, at int64) (count int, changed bool, err error)
+	// RoomUsers returns the users with at least one joined connection, sorted.
+	RoomUsers(ctx context.Context, room string) ([]string, error)
+	// ClientRooms returns the rooms clientID has joined, sorted.
+	ClientRooms(ctx context.Context, clientID string) ([]string, error)
+	// UserSeen reports whether user has a connection joined to room, and the time in
+	// milliseconds of the user's last join or leave there (0 when never seen).
+	UserSeen(ctx context.Context, room, user string) (joined bool, at int64, err error)
+}
+
+// Store is the whole of the broker's shared state.
+type Store interface {
+	Rooms
+	History
+	Connections
+	Members
+	// Ping reports whether the store can serve requests.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close() error
+}
