@@ -151,12 +151,16 @@ func (r *Registry) Connected(ctx context.Context, s *Session) error {
 // published, after its will delay if it has one. Presence and echoes follow.
 func (r *Registry) Disconnected(ctx context.Context, s *Session, graceful bool) {
 	r.mu.Lock()
-	if cur, ok := r.sessions[s.ClientID]; ok && cur == s {
+	cur, ok := r.sessions[s.ClientID]
+	takenOver := ok && cur != s
+	if ok && cur == s {
 		delete(r.sessions, s.ClientID)
 	}
 	r.mu.Unlock()
 
-	if !graceful && s.Will != nil {
+	// A delayed will is cancelled by a new connection with the same client id
+	// [MQTT-3.1.3-9], which may have arrived before this one finished closing.
+	if !graceful && s.Will != nil && !(takenOver && s.Will.Delay > 0) {
 		r.scheduleWill(*s.Will)
 	}
 	removed, left, err := r.store.RemoveConnection(ctx, s.ClientID, s.ID)

@@ -173,7 +173,16 @@ func (a *Auth) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 // OnPacketEncode adds Response Information to the CONNACK of clients that asked for it: the
 // topic prefix users/{user}/replies/{clientId} for their RPC responses. Mochi does not pass it
 // to SendConnack. [MQTT-3.1.2-28]
+//
+// It also keeps the user properties of PUBLISH packets when the client set Request Problem
+// Information to 0: that setting only covers packets other than PUBLISH, CONNACK and
+// DISCONNECT [MQTT-3.1.2-29], but Mochi strips them from every packet, and room messages carry
+// their id, author, timestamp and epoch there.
 func (a *Auth) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Publish {
+		pk.Mods.DisallowProblemInfo = false
+		return pk
+	}
 	if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode != 0 || cl.Properties.Props.RequestResponseInfo != 1 {
 		return pk
 	}

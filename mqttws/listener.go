@@ -66,11 +66,11 @@ var (
 func New(opts Options) (*Listener, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
-		return nil, fmt.Errorf("mqttws: new listener %q: %w", opts.ID, err)
+		return nil, fmt.Errorf("new websocket listener %q: %w", opts.ID, err)
 	}
 	origins, err := newOriginPolicy(opts.AllowedOrigins)
 	if err != nil {
-		return nil, fmt.Errorf("mqttws: new listener %q: %w", opts.ID, err)
+		return nil, fmt.Errorf("new websocket listener %q: %w", opts.ID, err)
 	}
 	l := &Listener{
 		id:               opts.ID,

@@ -1,0 +1,230 @@
+package broker_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/roomq/roomq/broker"
+	"github.com/roomq/roomq/internal/mqtttest"
+)
+
+func tcpURL(b *broker.Broker) string { return "tcp://" + b.MQTTAddr() }
+func wsURL(b *broker.Broker) string  { return "ws://" + b.HTTPAddr() + "/mqtt" }
+
+type roomMsg struct {
+	ID          uint64 `json:"id"`
+	Author      string `json:"author"`
+	Timestamp   int64  `json:"timestamp"`
+	TextMessage string `json:"textMessage"`
+}
+
+func decodeRoomMsg(t *testing.T, p *paho.Publish) roomMsg {
+	t.Helper()
+	var m roomMsg
+	if err := json.Unmarshal(p.Payload, &m); err != nil {
+		t.Fatalf("room message %s: %v", p.Payload, err)
+	}
+	return m
+}
+
+func text(s string) []byte {
+	b, _ := json.Marshal(map[string]string{"textMessage": s})
+	return b
+}
+
+// A room message over TCP reaches a subscriber over WebSocket enriched with id, author and
+// timestamp, in the payload and as v5 user properties.
+func TestRoomMessageAcrossTransports(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	alice := mqtttest.Dial(t, "alice", mqtttest.Options{URL: wsURL(b)})
+	bob := mqtttest.Dial(t, "bob", mqtttest.Options{URL: tcpURL(b)})
+	alice.MustSubscribe("rooms/general")
+
+	if code := bob.Publish("rooms/general", 1, text("hello"), nil); code != 0 {
+		t.Fatalf("PUBACK reason 0x%02x, want 0", code)
+	}
+	p := alice.Expect("rooms/general")
+	m := decodeRoomMsg(t, p)
+	if m.ID != 1 || m.Author != "bob" || m.TextMessage != "hello" || m.Timestamp == 0 {
+		t.Fatalf("got %+v, want id 1 by bob saying hello", m)
+	}
+	for key, want := range map[string]string{"id": "1", "author": "bob", "timestamp": strconv.FormatInt(m.Timestamp, 10)} {
+		if got := mqtttest.UserProperty(p, key); got != want {
+			t.Errorf("user property %s = %q, want %q", key, got, want)
+		}
+	}
+	if mqtttest.UserProperty(p, "epoch") == "" {
+		t.Error("user property epoch is missing")
+	}
+}
+
+// The checkers refuse what they must, with v5 reason codes, and a refused message is never
+// delivered nor stored.
+func TestCheckerRefusals(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	admin := mqtttest.Dial(t, "admin", mqtttest.Options{URL: tcpURL(b)})
+	admin.MustRPC("roomCreate", map[string]any{"room": "data", "checker": "json"}, nil)
+	admin.MustRPC("roomCreate", map[string]any{"room": "blobs", "checker": "binary"}, nil)
+	admin.MustSubscribe("rooms/general", "rooms/data", "rooms/blobs")
+
+	cases := []struct {
+		room    string
+		payload string
+		want    byte
+	}{
+		{"general", `not json`, 0x99},
+		{"general", `{"textMessage": 5}`, 0x99},
+		{"general", `{"textMessage": "hi", "extra": 1}`, 0x99},
+		{"general", `{"textMessage": "a", "textMessage": "b"}`, 0x99},
+		{"general", `["textMessage"]`, 0x99},
+		{"data", `{"id": 7}`, 0x99},
+		{"data", `{"author": "mallory"}`, 0x99},
+		{"data", `{"a": 1} trailing`, 0x99},
+		{"nosuchroom", `{"textMessage": "hi"}`, 0x87},
+		{"general", `{"textMessage": "ok"}`, 0x00},
+		{"data", `{"temperature": 21.5}`, 0x00},
+		{"blobs", "\x00\x01\xff", 0x00},
+	}
+	for _, tc := range cases {
+		for _, qos := range []byte{1, 2} {
+			if got := admin.Publish("rooms/"+tc.room, qos, []byte(tc.payload), nil); got != tc.want {
+				t.Errorf("publish %q to %s at QoS %d: reason 0x%02x, want 0x%02x", tc.payload, tc.room, qos, got, tc.want)
+			}
+		}
+	}
+	// Only the accepted messages arrive, each room with ids 1 and 2.
+	for _, room := range []string{"general", "data", "blobs"} {
+		for want := 1; want <= 2; want++ {
+			p := admin.Expect("rooms/" + room)
+			if got := mqtttest.UserProperty(p, "id"); got != strconv.Itoa(want) {
+				t.Fatalf("room %s: got id %s, want %d (%s)", room, got, want, p.Payload)
+			}
+			if room == "blobs" && string(p.Payload) != "\x00\x01\xff" {
+				t.Fatalf("binary message changed to %q", p.Payload)
+			}
+		}
+	}
+}
+
+// Many publishers at once: every subscriber gets every message exactly once, in id order, with
+// ids 1..n and no gap.
+func TestConcurrentPublishersOrder(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	const publishers, each = 4, 50
+	subs := []*mqtttest.Client{
+		mqtttest.Dial(t, "sub1", mqtttest.Options{URL: tcpURL(b)}),
+		mqtttest.Dial(t, "sub2", mqtttest.Options{URL: wsURL(b), ReceiveMaximum: 2}),
+	}
+	for _, s := range subs {
+		s.MustSubscribe("rooms/general")
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < publishers; i++ {
+		c := mqtttest.Dial(t, fmt.Sprintf("pub%d", i), mqtttest.Options{URL: tcpURL(b)})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < each; j++ {
+				c.Publish("rooms/general", byte(j%2), text(fmt.Sprintf("m%d", j)), nil)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, s := range subs {
+		for want := uint64(1); want <= publishers*each; want++ {
+			if m := decodeRoomMsg(t, s.Expect("rooms/general")); m.ID != want {
+				t.Fatalf("%s: got id %d, want %d", s.ID, m.ID, want)
+			}
+		}
+	}
+}
+
+// A client that resumes with since=N gets every message after N, then live ones, with no gap
+// and no duplicate, while another client keeps publishing.
+func TestResumeNoGapNoDuplicate(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	pub := mqtttest.Dial(t, "pub", mqtttest.Options{URL: tcpURL(b)})
+	for i := 0; i < 30; i++ {
+		pub.Publish("rooms/general", 1, text("before"), nil)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 100; i++ {
+			pub.Publish("rooms/general", 1, text("during"), nil)
+		}
+	}()
+	reader := mqtttest.Dial(t, "reader", mqtttest.Options{URL: wsURL(b)})
+	codes := reader.Subscribe(paho.UserProperties{{Key: "since", Value: "10"}}, paho.SubscribeOptions{Topic: "rooms/general", QoS: 1})
+	if codes[0] != 1 {
+		t.Fatalf("SUBACK 0x%02x", codes[0])
+	}
+	<-done
+	for want := uint64(11); want <= 130; want++ {
+		if m := decodeRoomMsg(t, reader.Expect("rooms/general")); m.ID != want {
+			t.Fatalf("got id %d, want %d", m.ID, want)
+		}
+	}
+	// Nothing more: the next live message is 131.
+	pub.Publish("rooms/general", 1, text("after"), nil)
+	if m := decodeRoomMsg(t, reader.Expect("rooms/general")); m.ID != 131 {
+		t.Fatalf("got id %d after replay, want 131", m.ID)
+	}
+}
+
+// Resume from before the history ring gives historyGap first; a stale epoch gives historyReset
+// and a replay from the oldest stored message.
+func TestResumeGapAndReset(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.HistoryMaxSize = 5 })
+	pub := mqtttest.Dial(t, "pub", mqtttest.Options{URL: tcpURL(b)})
+	for i := 0; i < 12; i++ {
+		pub.Publish("rooms/general", 1, text("x"), nil)
+	}
+	c := mqtttest.Dial(t, "carol", mqtttest.Options{URL: tcpURL(b)})
+	c.MustSubscribe("users/carol/events")
+	c.Subscribe(paho.UserProperties{{Key: "since:general", Value: "2"}}, paho.SubscribeOptions{Topic: "rooms/general", QoS: 1})
+	ev := c.ExpectEvent("users/carol/events", "historyGap")
+	if ev["from"] != float64(3) || ev["to"] != float64(7) || ev["room"] != "general" {
+		t.Fatalf("historyGap = %v, want from 3 to 7", ev)
+	}
+	for want := uint64(8); want <= 12; want++ {
+		if m := decodeRoomMsg(t, c.Expect("rooms/general")); m.ID != want {
+			t.Fatalf("got id %d, want %d", m.ID, want)
+		}
+	}
+
+	d := mqtttest.Dial(t, "dave", mqtttest.Options{URL: tcpURL(b)})
+	d.MustSubscribe("users/dave/events")
+	d.Subscribe(paho.UserProperties{{Key: "since", Value: "11"}, {Key: "epoch", Value: "stale"}}, paho.SubscribeOptions{Topic: "rooms/general", QoS: 1})
+	ev = d.ExpectEvent("users/dave/events", "historyReset")
+	if ev["epoch"] == "" || ev["epoch"] == "stale" {
+		t.Fatalf("historyReset = %v", ev)
+	}
+	if m := decodeRoomMsg(t, d.Expect("rooms/general")); m.ID != 8 {
+		t.Fatalf("replay after reset starts at %d, want 8", m.ID)
+	}
+}
+
+// v3.1.1 clients join and post; a refused v3.1.1 message is dropped, never delivered.
+func TestV3RoomMessages(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	v3, err := mqtttest.DialV3(t, b.MQTTAddr(), "victor", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := v3.Subscribe("rooms/general"); code != 1 {
+		t.Fatalf("v3 SUBACK 0x%02x", code)
+	}
+	v3.Publish("rooms/general", 1, []byte("not json"))
+	v3.Publish("rooms/general", 1, text("hi from v3"))
+	m := v3.Expect("rooms/general")
+	var got roomMsg
+	if err := json.Unmarshal(m.Payload(), &got); err != nil || got.ID != 1 || got.TextMessage != "hi from v3" || got.Author != "victor" {
+		t.Fatalf("got %s, want id 1 from victor (the refused message must not count)", m.Payload())
+	}
+}
