@@ -80,7 +80,9 @@ func ack(id uint16, kind byte, code packets.Code) packets.Packet {
 		PacketID:    id,
 		ReasonCode:  code.Code,
 	}
-	if code.Code >= packets.ErrUnspecifiedError.Code {
+	if code.Code != 0 {
+		// Mochi writes a success-class reason code (0x10) only when the ack has properties,
+		// so the reason string is what makes 0x10 reach the client.
 		pk.Properties.ReasonString = code.Reason
 	}
 	return pk

@@ -110,7 +110,7 @@ func Dial(t testing.TB, user string, o Options) *Client {
 		CleanStart:   true,
 		Username:     user,
 		UsernameFlag: user != "",
-		Properties:   &paho.ConnectProperties{RequestResponseInfo: true},
+		Properties:   &paho.ConnectProperties{RequestResponseInfo: true, RequestProblemInfo: true},
 	}
 	if o.Password != nil {
 		cp.Password, cp.PasswordFlag = o.Password, true
