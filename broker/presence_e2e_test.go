@@ -1,0 +1,162 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/wire"
+)
+
+func expectPresence(t *testing.T, c *mqtttest.Client, user string, online bool, connections int) {
+	t.Helper()
+	deadline := time.Now().Add(mqtttest.Timeout)
+	var last wire.Presence
+	for time.Now().Before(deadline) {
+		p := c.Expect("presence/" + user)
+		if err := json.Unmarshal(p.Payload, &last); err != nil {
+			t.Fatalf("presence %s: %v", p.Payload, err)
+		}
+		if last.User == user && last.Online == online && last.Connections == connections {
+			return
+		}
+	}
+	t.Fatalf("presence of %s: last %+v, want online=%v connections=%d", user, last, online, connections)
+}
+
+// Presence counts the connections of a user and is retained for later subscribers; the user's
+// connections get connection echoes.
+func TestPresenceTwoConnections(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	watcher := mqtttest.Dial(t, "watcher", mqtttest.Options{URL: tcpURL(b)})
+	watcher.MustSubscribe("presence/+")
+
+	p1 := mqtttest.Dial(t, "pat", mqtttest.Options{URL: tcpURL(b)})
+	expectPresence(t, watcher, "pat", true, 1)
+	p1.MustSubscribe("users/pat/events")
+	p2 := mqtttest.Dial(t, "pat", mqtttest.Options{URL: wsURL(b)})
+	expectPresence(t, watcher, "pat", true, 2)
+	if ev := p1.ExpectEvent("users/pat/events", "connectionEcho"); ev["clientId"] != p2.ID || ev["connections"] != float64(2) {
+		t.Errorf("connectionEcho = %v", ev)
+	}
+
+	late := mqtttest.Dial(t, "late", mqtttest.Options{URL: tcpURL(b)})
+	late.MustSubscribe("presence/pat")
+	expectPresence(t, late, "pat", true, 2) // retained
+
+	p2.Close()
+	expectPresence(t, watcher, "pat", true, 1)
+	if ev := p1.ExpectEvent("users/pat/events", "disconnectionEcho"); ev["connections"] != float64(1) {
+		t.Errorf("disconnectionEcho = %v", ev)
+	}
+	p1.Close()
+	expectPresence(t, watcher, "pat", false, 0)
+}
+
+// A connection lost without DISCONNECT publishes its will, then the presence update.
+func TestWillOnAbruptClose(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	watcher := mqtttest.Dial(t, "watcher", mqtttest.Options{URL: tcpURL(b)})
+	watcher.MustSubscribe("devices/+/status", "presence/+", "rooms/general")
+
+	raw := mqtttest.DialConn(t, tcpURL(b))
+	dev := paho.NewClient(paho.ClientConfig{Conn: raw})
+	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
+	defer cancel()
+	if _, err := dev.Connect(ctx, &paho.Connect{
+		ClientID: "sensor-1", Username: "sensor", UsernameFlag: true, CleanStart: true, KeepAlive: 30,
+		WillMessage: &paho.WillMessage{Topic: "devices/sensor-1/status", Payload: []byte("offline"), QoS: 1},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	expectPresence(t, watcher, "sensor", true, 1)
+	_ = raw.Close() // abrupt: no DISCONNECT
+	if p := watcher.Expect("devices/+/status"); string(p.Payload) != "offline" {
+		t.Fatalf("will payload %q", p.Payload)
+	}
+	expectPresence(t, watcher, "sensor", false, 0)
+
+	// A will to a room is a room message of its user; a clean DISCONNECT sends no will.
+	v3, err := mqtttest.DialV3(t, b.MQTTAddr(), "walt", "rooms/general")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v3.Paho.Disconnect(100)
+	expectPresence(t, watcher, "walt", false, 0)
+	raw2 := mqtttest.DialConn(t, tcpURL(b))
+	dev2 := paho.NewClient(paho.ClientConfig{Conn: raw2})
+	if _, err := dev2.Connect(ctx, &paho.Connect{
+		ClientID: "walt-2", Username: "walt", UsernameFlag: true, CleanStart: true, KeepAlive: 30,
+		WillMessage: &paho.WillMessage{Topic: "rooms/general", Payload: []byte(`{"textMessage":"walt fell"}`), QoS: 1},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_ = raw2.Close()
+	m := decodeRoomMsg(t, watcher.Expect("rooms/general"))
+	if m.ID != 1 || m.Author != "walt" || m.TextMessage != "walt fell" {
+		t.Fatalf("room will = %+v; the clean disconnect must not have sent one", m)
+	}
+}
+
+// A keepalive timeout counts as a lost connection: the will follows within 1.5 x keepalive.
+func TestWillOnKeepaliveTimeout(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	watcher := mqtttest.Dial(t, "watcher", mqtttest.Options{URL: tcpURL(b)})
+	watcher.MustSubscribe("devices/+/status")
+	raw := mqtttest.DialConn(t, tcpURL(b))
+	defer raw.Close()
+	// A hand-written MQTT 3.1.1 CONNECT with keepalive 1 s and a will, then silence.
+	if _, err := raw.Write(connectPacket("k1", "kk", 1, "devices/k1/status", "gone")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if p := watcher.Expect("devices/+/status"); string(p.Payload) != "gone" {
+		t.Fatalf("will payload %q", p.Payload)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("will after %v, want within about 1.5 s", d)
+	}
+}
+
+// connectPacket encodes an MQTT 3.1.1 CONNECT with clean session, a username and a QoS 1
+// will.
+func connectPacket(clientID, user string, keepalive uint16, willTopic, willPayload string) []byte {
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	body := append([]byte{}, str("MQTT")...)
+	body = append(body, 0x04, 0x80|0x08|0x04|0x02, byte(keepalive>>8), byte(keepalive))
+	body = append(body, str(clientID)...)
+	body = append(body, str(willTopic)...)
+	body = append(body, str(willPayload)...)
+	body = append(body, str(user)...)
+	return append([]byte{0x10, byte(len(body))}, body...)
+}
+
+// Clients get DISCONNECT 0x8B (v5) when the broker shuts down gracefully.
+func TestGracefulShutdown(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	c := mqtttest.Dial(t, "sam", mqtttest.Options{URL: wsURL(b)})
+	d := mqtttest.Dial(t, "sue", mqtttest.Options{URL: tcpURL(b)})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range []*mqtttest.Client{c, d} {
+		select {
+		case <-cl.Lost():
+		case <-time.After(mqtttest.Timeout):
+			t.Fatalf("%s still connected after shutdown", cl.ID)
+		}
+		if dis := cl.ServerDisconnect(); dis == nil || dis.ReasonCode != 0x8B {
+			t.Errorf("%s DISCONNECT = %+v, want 0x8B", cl.ID, dis)
+		}
+	}
+	if _, err := net.DialTimeout("tcp", b.MQTTAddr(), time.Second); err == nil {
+		t.Error("MQTT listener still accepts connections after shutdown")
+	}
+}
