@@ -50,7 +50,17 @@ const (
 
 // SubscribeDecision judges a SUBSCRIBE filter of id. Room filters come back as AllowRoom with
 // the room name: the caller checks the room's permissions.
-func (Policy) SubscribeDecision(id Identity, filter string) (Decision, string) {
+//
+// A shared subscription ($share/{group}/{filter}) is judged by its filter; rooms cannot be
+// shared, as joining is per connection.
+func (p Policy) SubscribeDecision(id Identity, filter string) (Decision, string) {
+	if f, ok := wire.SharedFilter(filter); ok {
+		d, room := p.SubscribeDecision(id, f)
+		if d == AllowRoom {
+			return Deny, ""
+		}
+		return d, room
+	}
 	if !wire.IsWildcard(filter) {
 		t := wire.ParseTopic(filter)
 		switch t.Kind {

@@ -36,6 +36,10 @@ func TestConfinement(t *testing.T) {
 		{"$rpc/roomCreate", 0x87, 0x01},
 		{"presence/+", 0x01, 0x01},
 		{"devices/+/status", 0x01, 0x01},
+		{"$share/g/users/bob/inbox", 0x87, 0x01},
+		{"$SHARE/g/users/+/events", 0x87, 0x01},
+		{"$share/g/rooms/general", 0x87, 0x87},
+		{"$share/g/devices/+/status", 0x01, 0x01},
 	}
 	for _, s := range subs {
 		for who, c := range map[string]*mqtttest.Client{"alice": alice, "admin": admin} {

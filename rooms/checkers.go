@@ -3,7 +3,9 @@ package rooms
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 	"unicode/utf8"
@@ -49,7 +51,7 @@ func NewCheckers() *Checkers {
 // Register adds a custom checker under name, replacing none: registering a name twice is an
 // error, so a custom checker cannot silently shadow a built-in one.
 func (c *Checkers) Register(name string, ch Checker) error {
-	if name == "" || ch == nil {
+	if f, ok := ch.(CheckerFunc); name == "" || ch == nil || (ok && f == nil) {
 		return fmt.Errorf("register checker %q: name and checker are required", name)
 	}
 	c.mu.Lock()
@@ -100,7 +102,7 @@ func checkText(payload []byte) ([]byte, bool, error) {
 		return nil, false, fmt.Errorf("%w: want exactly the key textMessage", ErrBadMessage)
 	}
 	var text string
-	if err := json.Unmarshal(raw, &text); err != nil {
+	if bytes.Equal(raw, []byte("null")) || json.Unmarshal(raw, &text) != nil {
 		return nil, false, fmt.Errorf("%w: textMessage must be a string", ErrBadMessage)
 	}
 	out, err := json.Marshal(struct {
@@ -147,7 +149,7 @@ func decodeObject(payload []byte) (map[string]json.RawMessage, error) {
 	if err := dec.Decode(&obj); err != nil {
 		return nil, fmt.Errorf("%w: invalid JSON: %v", ErrBadMessage, err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrBadMessage)
 	}
 	if err := checkUniqueKeys(trimmed, len(obj)); err != nil {

@@ -121,6 +121,20 @@ func UserNamespace(user string) string { return UsersPrefix + user + "/" }
 // PresenceTopic returns presence/{user}.
 func PresenceTopic(user string) string { return PresencePrefix + user }
 
+// SharedFilter returns the filter of a shared subscription $share/{group}/{filter} and true,
+// or "" and false for any other filter. Like Mochi, it matches the prefix in any letter case.
+func SharedFilter(filter string) (string, bool) {
+	const prefix = "$share/"
+	if len(filter) < len(prefix) || !strings.EqualFold(filter[:len(prefix)], prefix) {
+		return "", false
+	}
+	_, f, ok := strings.Cut(filter[len(prefix):], "/")
+	if !ok {
+		return "", false
+	}
+	return f, true
+}
+
 // IsWildcard reports whether a topic filter contains a wildcard level.
 func IsWildcard(filter string) bool { return strings.ContainsAny(filter, "+#") }
 
