@@ -140,10 +140,10 @@ func TestMalformedInput(t *testing.T) {
 	good.MustSubscribe("rooms/general")
 
 	garbage := [][]byte{
-		{0xFF, 0xFF, 0xFF, 0xFF, 0xFF},                   // bad type and length
-		{0x30, 0x02, 0x00},                               // PUBLISH before CONNECT, truncated
-		{0x10, 0x04, 0x00, 0x04, 'M', 'Q'},               // truncated CONNECT
-		{0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F},             // oversized remaining length
+		{0xFF, 0xFF, 0xFF, 0xFF, 0xFF},                                        // bad type and length
+		{0x30, 0x02, 0x00},                                                    // PUBLISH before CONNECT, truncated
+		{0x10, 0x04, 0x00, 0x04, 'M', 'Q'},                                    // truncated CONNECT
+		{0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F},                                  // oversized remaining length
 		append([]byte{0x10, 0x0C}, "\x00\x04MQTT\x09\x02\x00\x3c\x00\x00"...), // bad protocol version
 	}
 	for _, g := range garbage {

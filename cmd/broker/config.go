@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"slices"
@@ -151,7 +152,7 @@ func newFlagSet() *pflag.FlagSet {
 	fs.SortFlags = false
 	fs.String("config", "", "read settings from this YAML `file` (see config.example.yaml)")
 	fs.String("mqtt-addr", d.MQTT.Addr, "MQTT over TCP listen `address`; \"\" disables it")
-	fs.String("http-addr", d.HTTP.Addr, "HTTP listen `address` (MQTT over WebSocket on /mqtt, /healthz, /readyz); \"\" disables it")
+	fs.String("http-addr", d.HTTP.Addr, "HTTP listen `address` (WebSocket /mqtt, /healthz, /readyz); \"\" disables it")
 	fs.String("log-level", d.Log.Level, "log `level`: debug, info, warn or error")
 	fs.String("log-format", d.Log.Format, "log `format`: text or json")
 	fs.String("instance-id", d.InstanceID, "`name` of this instance; empty means a random id")
@@ -229,16 +230,13 @@ func loadConfig(args []string, environ []string) (config, error) {
 			return key, value
 		},
 	})
-	envLayer := layer{source: "environment", spell: func(key string) string {
+	envLayer := layer{source: "environment", read: &envProblems, spell: func(key string) string {
 		if name, ok := vars[key]; ok {
 			return name
 		}
 		return envName(key)
 	}}
 	if err := envLayer.load(merged, envProvider, nil); err != nil {
-		return config{}, err
-	}
-	if err := envProblems.err("environment"); err != nil {
 		return config{}, err
 	}
 	for _, name := range vars {
@@ -281,6 +279,8 @@ type layer struct {
 	source string
 	// spell returns how the source writes key (a variable name, a flag), for errors.
 	spell func(key string) string
+	// read, if not nil, holds the problems found while the provider read the source.
+	read *problems
 }
 
 // load reads the layer, checks that it sets only known keys with values of the right types,
@@ -291,6 +291,9 @@ func (l layer) load(merged *koanf.Koanf, p koanf.Provider, pa koanf.Parser) erro
 		return fmt.Errorf("%s: %w", l.source, err)
 	}
 	var ps problems
+	if l.read != nil {
+		ps = append(ps, *l.read...)
+	}
 	for _, key := range k.Keys() {
 		if _, ok := knownKeys.leaves[key]; ok {
 			continue
@@ -337,7 +340,7 @@ func (l layer) sectionKeys(section string) string {
 // errors.
 func decode(k *koanf.Koanf, out *config) error {
 	return k.UnmarshalWithConf("", out, koanf.UnmarshalConf{DecoderConfig: &mapstructure.DecoderConfig{
-		DecodeHook:       durationHook,
+		DecodeHook:       mapstructure.ComposeDecodeHookFunc(durationHook, wholeNumberHook),
 		WeaklyTypedInput: true, // environment variables and flags are strings
 		ErrorUnused:      true,
 		ZeroFields:       true,
@@ -362,6 +365,14 @@ func durationHook(_, to reflect.Type, data any) (any, error) {
 		return d, nil
 	}
 	return nil, fmt.Errorf("want a duration with a unit, like 10s or 1m30s, got %v", data)
+}
+
+// wholeNumberHook refuses fractions for integer settings, which mapstructure would truncate.
+func wholeNumberHook(_, to reflect.Type, data any) (any, error) {
+	if f, ok := data.(float64); ok && to.Kind() == reflect.Int && f != math.Trunc(f) {
+		return nil, fmt.Errorf("want a whole number, got %v", f)
+	}
+	return data, nil
 }
 
 // splitList splits a comma-separated environment value; an empty value is an empty list.

@@ -1,28 +1,53 @@
-// Command broker runs the roomq MQTT broker.
+// Command broker runs the roomq MQTT broker. Run it with -h for its flags; config.example.yaml
+// at the repository root documents every setting.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/spf13/pflag"
 
 	"github.com/roomq/roomq/broker"
 )
 
 func main() {
-	if err := run(); err != nil {
+	cfg, err := loadConfig(os.Args[1:], os.Environ())
+	switch {
+	case errors.Is(err, pflag.ErrHelp):
+		printUsage(os.Stdout)
+		return
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(os.Stderr, "broker: %v\n\n", err)
+		printUsage(os.Stderr)
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "broker:", err)
+		os.Exit(1)
+	}
+	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "broker:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	opts := broker.DefaultOptions()
-	opts.Logger = logger
+// run serves with cfg until SIGINT or SIGTERM, then shuts down within cfg.ShutdownGrace.
+func run(cfg config) error {
+	opts, err := cfg.brokerOptions(nil) // checks every value, log settings included
+	if err != nil {
+		return err
+	}
+	opts.Logger, err = newLogger(cfg.Log.Level, cfg.Log.Format, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log := opts.Logger
+	log.Info("configuration loaded", logKeyFile, cfg.file, logKeyEnv, cfg.envVars)
+
 	b, err := broker.New(opts)
 	if err != nil {
 		return err
@@ -30,8 +55,16 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := b.Start(ctx); err != nil {
-		return err
+		return errors.Join(err, shutdown(b, cfg))
 	}
 	<-ctx.Done()
-	return b.Shutdown(context.Background())
+	stop() // a second signal kills at once
+	log.Info("shutting down", logKeyGrace, cfg.ShutdownGrace)
+	return shutdown(b, cfg)
+}
+
+func shutdown(b *broker.Broker, cfg config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	return b.Shutdown(ctx)
 }
