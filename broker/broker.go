@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -288,4 +289,19 @@ func (b *Broker) routes() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	return mux
+}
+
+// Subscriptions returns the topic filters of the connection with client id clientID on this
+// instance, sorted, and whether it is connected here.
+func (b *Broker) Subscriptions(clientID string) ([]string, bool) {
+	cl, ok := b.mqtt.Clients.Get(clientID)
+	if !ok || cl.Closed() {
+		return nil, false
+	}
+	filters := make([]string, 0)
+	for f := range cl.State.Subscriptions.GetAll() {
+		filters = append(filters, f)
+	}
+	sort.Strings(filters)
+	return filters, true
 }

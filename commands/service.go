@@ -463,15 +463,7 @@ func (s *Service) SendDirect(ctx context.Context, c Caller, to string, payload [
 		return 0, wire.Errorf(wire.CodeNoUserOnline, "user %q has no connection", to)
 	}
 	ts := s.now().UnixMilli()
-	var obj map[string]any
-	if err := json.Unmarshal(content, &obj); err != nil {
-		return 0, fmt.Errorf("direct message to %q: %w", to, err)
-	}
-	obj["author"], obj["timestamp"] = c.Identity.User, ts
-	delivered, err := json.Marshal(obj)
-	if err != nil {
-		return 0, fmt.Errorf("direct message to %q: %w", to, err)
-	}
+	delivered := rooms.EnrichDirect(content, c.Identity.User, ts)
 	s.transport.DeliverDirect(to, delivered)
 	s.transport.UserEventExcept(c.Identity.User, c.ClientID, wire.NewEvent(wire.EventDirectMessageEcho, map[string]any{
 		"to": to, "message": json.RawMessage(delivered),

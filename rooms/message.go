@@ -46,6 +46,28 @@ func (m *Message) Payload() []byte { return m.delivered }
 // object, or {"binary": base64} with id, author and timestamp for a binary message.
 func (m *Message) JSON() json.RawMessage { return m.history }
 
+// EnrichDirect returns the JSON object content (as the text checker stores it) with the keys
+// author and timestamp prepended: the payload of a delivered direct message.
+func EnrichDirect(content []byte, author string, timestamp int64) []byte {
+	a, _ := json.Marshal(author)
+	out := make([]byte, 0, len(content)+len(a)+40)
+	out = append(out, `{"author":`...)
+	out = append(out, a...)
+	out = append(out, `,"timestamp":`...)
+	out = strconv.AppendInt(out, timestamp, 10)
+	return appendRest(out, content)
+}
+
+// appendRest appends the members of the compact JSON object obj to out, which holds an object
+// opened and given members already, and closes it.
+func appendRest(out, obj []byte) []byte {
+	if len(obj) > 2 { // not "{}"
+		out = append(out, ',')
+		return append(out, obj[1:]...)
+	}
+	return append(out, '}')
+}
+
 // enrich returns the JSON object obj with the keys id, author and timestamp of m prepended.
 // obj must be a compact JSON object, as the checkers store it.
 func enrich(obj []byte, m store.Message) []byte {
@@ -57,11 +79,5 @@ func enrich(obj []byte, m store.Message) []byte {
 	out = append(out, author...)
 	out = append(out, `,"timestamp":`...)
 	out = strconv.AppendInt(out, m.Timestamp, 10)
-	if len(obj) > 2 { // not "{}"
-		out = append(out, ',')
-		out = append(out, obj[1:]...)
-	} else {
-		out = append(out, '}')
-	}
-	return out
+	return appendRest(out, obj)
 }
