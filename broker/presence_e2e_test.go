@@ -160,3 +160,74 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Error("MQTT listener still accepts connections after shutdown")
 	}
 }
+
+// A second connection with the same client id takes over the first (DISCONNECT 0x8E); the
+// user still counts one connection.
+func TestClientIDTakeover(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	watcher := mqtttest.Dial(t, "watcher", mqtttest.Options{URL: tcpURL(b)})
+	watcher.MustSubscribe("presence/tom")
+	old := mqtttest.Dial(t, "tom", mqtttest.Options{URL: tcpURL(b), ClientID: "tom-car"})
+	expectPresence(t, watcher, "tom", true, 1)
+	fresh := mqtttest.Dial(t, "tom", mqtttest.Options{URL: wsURL(b), ClientID: "tom-car"})
+	select {
+	case <-old.Lost():
+	case <-time.After(mqtttest.Timeout):
+		t.Fatal("old connection not taken over")
+	}
+	if d := old.ServerDisconnect(); d == nil || d.ReasonCode != 0x8E {
+		t.Errorf("old connection got %+v, want DISCONNECT 0x8E", d)
+	}
+	var sockets map[string][]string
+	fresh.MustRPC("listOwnSockets", map[string]any{}, &sockets)
+	if len(sockets) != 1 {
+		t.Errorf("listOwnSockets after takeover = %v, want one connection", sockets)
+	}
+	fresh.Close()
+	expectPresence(t, watcher, "tom", false, 0)
+}
+
+// An MQTT 5 will with a delay is published after the delay, and not at all when the client
+// reconnects in time [MQTT-3.1.3-9].
+func TestWillDelay(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	watcher := mqtttest.Dial(t, "watcher", mqtttest.Options{URL: tcpURL(b)})
+	watcher.MustSubscribe("devices/+/status")
+	delayed := func(id string, delay uint32) func(*paho.Connect) {
+		return func(cp *paho.Connect) {
+			cp.WillMessage = &paho.WillMessage{Topic: "devices/" + id + "/status", Payload: []byte(id + " gone"), QoS: 1}
+			cp.WillProperties = &paho.WillProperties{WillDelayInterval: &delay}
+		}
+	}
+	// d1 dies and stays away: its will comes after about a second, not at once.
+	conn1 := mqtttest.DialConn(t, tcpURL(b))
+	d1 := paho.NewClient(paho.ClientConfig{Conn: conn1})
+	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
+	defer cancel()
+	cp := &paho.Connect{ClientID: "d1", Username: "dev", UsernameFlag: true, CleanStart: true, KeepAlive: 30}
+	delayed("d1", 1)(cp)
+	if _, err := d1.Connect(ctx, cp); err != nil {
+		t.Fatal(err)
+	}
+	// d2 dies and comes back within its delay: no will.
+	conn2 := mqtttest.DialConn(t, tcpURL(b))
+	d2 := paho.NewClient(paho.ClientConfig{Conn: conn2})
+	cp2 := &paho.Connect{ClientID: "d2", Username: "dev", UsernameFlag: true, CleanStart: true, KeepAlive: 30}
+	delayed("d2", 2)(cp2)
+	if _, err := d2.Connect(ctx, cp2); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = conn1.Close()
+	_ = conn2.Close()
+	mqtttest.Dial(t, "dev", mqtttest.Options{URL: tcpURL(b), ClientID: "d2"})
+	p := watcher.Expect("devices/+/status")
+	if string(p.Payload) != "d1 gone" {
+		t.Fatalf("got will %q, want d1's only", p.Payload)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("will published after %v, before its 1 s delay", d)
+	}
+	// d2's will would have come 2 s after the loss; wait that long to see it does not.
+	watcher.ExpectNone("devices/d2/status", 2*time.Second-time.Since(start)+200*time.Millisecond)
+}

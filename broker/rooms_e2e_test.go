@@ -228,3 +228,44 @@ func TestV3RoomMessages(t *testing.T) {
 		t.Fatalf("got %s, want id 1 from victor (the refused message must not count)", m.Payload())
 	}
 }
+
+// A persistent session (clean start off, session expiry set) that loses its connection gets,
+// on reconnecting, the room messages published meanwhile, without resubscribing, with no gap
+// and no duplicate.
+func TestPersistentSessionResumesRooms(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	pub := mqtttest.Dial(t, "pub", mqtttest.Options{URL: tcpURL(b)})
+	persistent := func(cp *paho.Connect) {
+		cp.CleanStart = false
+		expiry := uint32(300)
+		cp.Properties.SessionExpiryInterval = &expiry
+	}
+	first := mqtttest.Dial(t, "pam", mqtttest.Options{URL: tcpURL(b), ClientID: "pam-tablet", Connect: persistent})
+	first.MustSubscribe("rooms/general")
+	for i := 0; i < 3; i++ {
+		pub.Publish("rooms/general", 1, text("while online"), nil)
+	}
+	for want := uint64(1); want <= 3; want++ {
+		if m := decodeRoomMsg(t, first.Expect("rooms/general")); m.ID != want {
+			t.Fatalf("got id %d, want %d", m.ID, want)
+		}
+	}
+	first.Close()
+	mqtttest.WaitFor(t, mqtttest.Timeout, "pam offline", func() bool {
+		_, ok := b.Subscriptions("pam-tablet")
+		return !ok
+	})
+	for i := 0; i < 4; i++ {
+		pub.Publish("rooms/general", 1, text("while offline"), nil)
+	}
+	second := mqtttest.Dial(t, "pam", mqtttest.Options{URL: wsURL(b), ClientID: "pam-tablet", Connect: persistent})
+	if !second.Connack.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	pub.Publish("rooms/general", 1, text("after"), nil)
+	for want := uint64(4); want <= 8; want++ {
+		if m := decodeRoomMsg(t, second.Expect("rooms/general")); m.ID != want {
+			t.Fatalf("after resuming got id %d, want %d", m.ID, want)
+		}
+	}
+}

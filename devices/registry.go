@@ -123,10 +123,7 @@ func New(opts Options) (*Registry, error) {
 // connections learn of it.
 func (r *Registry) Connected(ctx context.Context, s *Session) error {
 	r.mu.Lock()
-	if t, ok := r.delayed[s.ClientID]; ok {
-		t.Stop()
-		delete(r.delayed, s.ClientID)
-	}
+	r.cancelWillLocked(s.ClientID)
 	r.sessions[s.ClientID] = s
 	r.mu.Unlock()
 
@@ -187,9 +184,7 @@ func (r *Registry) scheduleWill(w Will) {
 	if r.closed {
 		return
 	}
-	if t, ok := r.delayed[w.ClientID]; ok {
-		t.Stop()
-	}
+	r.cancelWillLocked(w.ClientID)
 	r.wg.Add(1)
 	var t *time.Timer
 	t = time.AfterFunc(w.Delay, func() {
@@ -205,6 +200,16 @@ func (r *Registry) scheduleWill(w Will) {
 		}
 	})
 	r.delayed[w.ClientID] = t
+}
+
+// cancelWillLocked cancels the delayed will of clientID, if any. Lock r.mu must be held.
+func (r *Registry) cancelWillLocked(clientID string) {
+	if t, ok := r.delayed[clientID]; ok {
+		if t.Stop() {
+			r.wg.Done() // the timer's function will not run
+		}
+		delete(r.delayed, clientID)
+	}
 }
 
 func (r *Registry) publishPresence(user string, count int) {
@@ -252,13 +257,9 @@ func (r *Registry) UserConnections(ctx context.Context, user string) ([]store.Co
 func (r *Registry) Close() {
 	r.mu.Lock()
 	r.closed = true
-	pending := r.delayed
-	r.delayed = make(map[string]*time.Timer)
-	r.mu.Unlock()
-	for _, t := range pending {
-		if t.Stop() {
-			r.wg.Done()
-		}
+	for id := range r.delayed {
+		r.cancelWillLocked(id)
 	}
+	r.mu.Unlock()
 	r.wg.Wait()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -154,6 +155,20 @@ type roomSub struct {
 	c    *conn
 	room string
 	sub  packets.Subscription
+
+	// sent is the id of the last message that left the outbox; joined is where the
+	// subscription started. Together they say where a resumed session continues.
+	sent   atomic.Uint64
+	joined atomic.Pointer[rooms.Joined]
+}
+
+// position returns where a resumed session continues in the room, nil when unknown.
+func (s *roomSub) position() *rooms.Resume {
+	j := s.joined.Load()
+	if j == nil {
+		return nil
+	}
+	return &rooms.Resume{Since: max(s.sent.Load(), j.After), Epoch: j.Epoch}
 }
 
 var _ rooms.Subscriber = (*roomSub)(nil)
@@ -184,7 +199,7 @@ func (s *roomSub) DeliverRoom(m *rooms.Message) {
 			pk.Properties.SubscriptionIdentifier = []int{s.sub.Identifier}
 		}
 	}
-	s.c.out.push(pk)
+	s.c.out.pushItem(outItem{pk: pk, mark: &s.sent, id: m.ID})
 }
 
 // RoomRemoved implements rooms.Subscriber: the MQTT subscription ends too.

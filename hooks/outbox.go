@@ -3,6 +3,7 @@ package hooks
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -24,7 +25,7 @@ type outbox struct {
 	overflow  func()            // called once when the queue overflows
 
 	mu       sync.Mutex
-	queue    []packets.Packet
+	queue    []outItem
 	inflight map[uint16]struct{}
 	running  bool
 	closed   bool
@@ -45,8 +46,20 @@ func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, o
 	}
 }
 
+// outItem is a queued packet. When mark is set, it records id once the packet leaves the
+// queue: from then on the packet is written or, at QoS > 0, kept by Mochi for resending, so a
+// resumed session continues after it.
+type outItem struct {
+	pk   packets.Packet
+	mark *atomic.Uint64
+	id   uint64
+}
+
 // push queues pk. It never blocks.
-func (o *outbox) push(pk packets.Packet) {
+func (o *outbox) push(pk packets.Packet) { o.pushItem(outItem{pk: pk}) }
+
+// pushItem queues it. It never blocks.
+func (o *outbox) pushItem(it outItem) {
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
@@ -58,7 +71,7 @@ func (o *outbox) push(pk packets.Packet) {
 		o.overflow()
 		return
 	}
-	o.queue = append(o.queue, pk)
+	o.queue = append(o.queue, it)
 	if o.running {
 		o.mu.Unlock()
 		o.signal()
@@ -117,7 +130,8 @@ func (o *outbox) next() (packets.Packet, bool) {
 			o.mu.Unlock()
 			return packets.Packet{}, false
 		}
-		pk := o.queue[0]
+		it := o.queue[0]
+		pk := it.pk
 		if pk.FixedHeader.Qos > 0 && len(o.inflight) >= o.limit {
 			o.mu.Unlock()
 			select {
@@ -126,7 +140,7 @@ func (o *outbox) next() (packets.Packet, bool) {
 			}
 			continue
 		}
-		o.queue[0] = packets.Packet{}
+		o.queue[0] = outItem{}
 		o.queue = o.queue[1:]
 		if len(o.queue) == 0 {
 			o.queue = nil // let the backing array go
@@ -141,6 +155,9 @@ func (o *outbox) next() (packets.Packet, bool) {
 			o.inflight[pk.PacketID] = struct{}{}
 			o.cl.State.Inflight.Set(pk) // [MQTT-4.3.2-3] resent on reconnect, released by PUBACK
 			o.cl.State.Inflight.DecreaseSendQuota()
+		}
+		if it.mark != nil {
+			it.mark.Store(it.id)
 		}
 		o.mu.Unlock()
 		return pk, true

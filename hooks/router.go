@@ -62,6 +62,9 @@ type RouterOptions struct {
 
 // Router maps MQTT onto rooms, direct messages, RPC and presence. It implements
 // commands.Transport, rooms.Notifier, devices.Notifier and devices.WillPublisher.
+//
+// Lock order: Router.mu before conn.mu; a room's lock (package rooms) before outbox.mu. No lock
+// of this package is held while it calls into package rooms, devices or commands.
 type Router struct {
 	mqtt.HookBase
 	srv      *mqtt.Server
@@ -74,10 +77,14 @@ type Router struct {
 	log      *slog.Logger
 	inline   *mqtt.Client
 
-	mu     sync.Mutex
-	conns  map[*mqtt.Client]*conn
-	closed bool
-	wg     sync.WaitGroup
+	mu    sync.Mutex
+	conns map[*mqtt.Client]*conn
+	byID  map[string]*conn // the newest connection of each client id
+	// offline holds, for sessions that outlive their connection, where each joined room
+	// continues when the session resumes.
+	offline map[string]map[string]*rooms.Resume
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 var (
@@ -128,6 +135,8 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		log:      opts.Logger,
 		inline:   inline,
 		conns:    make(map[*mqtt.Client]*conn),
+		byID:     make(map[string]*conn),
+		offline:  make(map[string]map[string]*rooms.Resume),
 	}, nil
 }
 
@@ -138,7 +147,7 @@ func (r *Router) ID() string { return "roomq-router" }
 func (r *Router) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed,
-		mqtt.OnUnsubscribed, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnStopped,
+		mqtt.OnUnsubscribed, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnStopped, mqtt.OnClientExpired,
 	}, []byte{b})
 }
 
@@ -203,6 +212,12 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 	r.mu.Lock()
 	r.conns[cl] = c
+	positions := r.offline[cl.ID]
+	delete(r.offline, cl.ID)
+	if prev, ok := r.byID[cl.ID]; ok {
+		positions = prev.positions() // taken over while still connected
+	}
+	r.byID[cl.ID] = c
 	r.mu.Unlock()
 
 	ctx, cancel := r.ctx()
@@ -210,10 +225,11 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if err := r.devices.Connected(ctx, c.session); err != nil {
 		r.log.Error("record connection", logKeyClient, cl.ID, logKeyError, err)
 	}
-	// A resumed session keeps its subscriptions [MQTT-3.1.2-5]: rejoin its rooms.
+	// A resumed session keeps its subscriptions [MQTT-3.1.2-5]: rejoin its rooms where the
+	// previous connection stopped, so that nothing is missed or doubled.
 	for filter, sub := range cl.State.Subscriptions.GetAll() {
 		if t := wire.ParseTopic(filter); t.Kind == wire.TopicRoom {
-			if _, err := r.joinRoom(ctx, c, t.Name, sub, nil); err != nil {
+			if _, err := r.joinRoom(ctx, c, t.Name, sub, positions[t.Name]); err != nil {
 				r.log.Info("rejoin room failed", logKeyClient, cl.ID, logKeyRoom, t.Name, logKeyError, err)
 				r.dropSubscription(cl, filter)
 			}
@@ -248,10 +264,16 @@ func (r *Router) takeWill(cl *mqtt.Client, id acl.Identity) *devices.Will {
 
 // OnDisconnect ends a connection: it leaves its rooms, stops its outbox, and reports it to the
 // devices registry, which publishes the will when the connection ended without DISCONNECT.
-func (r *Router) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+func (r *Router) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	r.mu.Lock()
 	c, ok := r.conns[cl]
 	delete(r.conns, cl)
+	if ok && r.byID[cl.ID] == c {
+		delete(r.byID, cl.ID)
+		if !expire {
+			r.offline[cl.ID] = c.positions()
+		}
+	}
 	r.mu.Unlock()
 	if !ok {
 		return
@@ -270,6 +292,28 @@ func (r *Router) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 	}
 	graceful := err == nil
 	r.devices.Disconnected(ctx, c.session, graceful)
+}
+
+// OnClientExpired forgets the room positions of an expired session.
+func (r *Router) OnClientExpired(cl *mqtt.Client) {
+	r.mu.Lock()
+	if _, live := r.byID[cl.ID]; !live {
+		delete(r.offline, cl.ID)
+	}
+	r.mu.Unlock()
+}
+
+// positions returns where each joined room of the connection continues.
+func (c *conn) positions() map[string]*rooms.Resume {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]*rooms.Resume, len(c.rooms))
+	for room, rs := range c.rooms {
+		if p := rs.position(); p != nil {
+			out[room] = p
+		}
+	}
+	return out
 }
 
 // OnQosComplete releases outbox quota when a client acknowledges a packet.

@@ -90,6 +90,7 @@ func (r *Router) joinRoom(ctx context.Context, c *conn, room string, sub packets
 	if err != nil {
 		return j, err
 	}
+	rs.joined.Store(&j)
 	c.mu.Lock()
 	c.rooms[room] = rs
 	c.mu.Unlock()

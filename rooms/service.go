@@ -280,6 +280,10 @@ type Joined struct {
 	Connections int
 	// Changed is false when the connection was joined (or left) already.
 	Changed bool
+	// After and Epoch say where the joined subscriber stands in the history: it gets every
+	// message with an id greater than After (replayed or live) of epoch Epoch.
+	After uint64
+	Epoch string
 }
 
 // Join records a connection's membership, replays history when asked and adds the subscriber,
@@ -299,12 +303,22 @@ func (s *Service) Join(ctx context.Context, j Join) (Joined, error) {
 		st.mu.Unlock()
 		return Joined{}, fmt.Errorf("join room %q: %w", j.Room, err)
 	}
+	joined := Joined{Connections: count, Changed: changed}
 	if j.Subscriber != nil {
+		var err error
 		if j.Resume != nil {
-			if err := s.replayLocked(ctx, st, j); err != nil {
-				st.mu.Unlock()
-				return Joined{}, err
+			joined.After, joined.Epoch, err = s.replayLocked(ctx, st, j)
+		} else {
+			var info store.HistoryInfo
+			info, err = s.store.HistoryInfo(ctx, j.Room)
+			joined.After, joined.Epoch = info.LastID, info.Epoch
+		}
+		if err != nil {
+			if _, _, lerr := s.store.Leave(ctx, j.Room, j.User, j.ClientID, s.millis()); lerr != nil {
+				s.log.Error("undo join", "room", j.Room, "client", j.ClientID, "error", lerr)
 			}
+			st.mu.Unlock()
+			return Joined{}, fmt.Errorf("join room %q: %w", j.Room, err)
 		}
 		st.subs[j.Subscriber.Key()] = j.Subscriber
 	}
@@ -318,15 +332,16 @@ func (s *Service) Join(ctx context.Context, j Join) (Joined, error) {
 			s.notify.RoomEvent(j.Room, wire.NewEvent(wire.EventUserJoined, map[string]any{"room": j.Room, "user": j.User}))
 		}
 	}
-	return Joined{Connections: count, Changed: changed}, nil
+	return joined, nil
 }
 
-// replayLocked delivers the stored messages after j.Resume.Since to j.Subscriber. Lock st.mu
-// must be held.
-func (s *Service) replayLocked(ctx context.Context, st *roomState, j Join) error {
+// replayLocked delivers the stored messages after j.Resume.Since to j.Subscriber, and returns
+// the id after which the subscriber now gets every message, and the epoch. Lock st.mu must be
+// held.
+func (s *Service) replayLocked(ctx context.Context, st *roomState, j Join) (uint64, string, error) {
 	info, err := s.store.HistoryInfo(ctx, j.Room)
 	if err != nil {
-		return fmt.Errorf("replay room %q: %w", j.Room, err)
+		return 0, "", fmt.Errorf("replay room %q: %w", j.Room, err)
 	}
 	st.epoch = info.Epoch
 	after := j.Resume.Since
@@ -346,10 +361,11 @@ func (s *Service) replayLocked(ctx context.Context, st *roomState, j Join) error
 			"room": j.Room, "from": after + 1, "to": info.LastID,
 		}))
 	}
+	start := after
 	for after < info.LastID {
 		msgs, err := s.store.Range(ctx, j.Room, after, replayBatch)
 		if err != nil {
-			return fmt.Errorf("replay room %q: %w", j.Room, err)
+			return 0, "", fmt.Errorf("replay room %q: %w", j.Room, err)
 		}
 		if len(msgs) == 0 {
 			break
@@ -359,7 +375,7 @@ func (s *Service) replayLocked(ctx context.Context, st *roomState, j Join) error
 		}
 		after = msgs[len(msgs)-1].ID
 	}
-	return nil
+	return start, info.Epoch, nil
 }
 
 // Leave ends a connection's membership of a room and removes its subscriber (by key, empty
