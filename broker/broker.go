@@ -79,7 +79,8 @@ func New(opts Options) (*Broker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true // MOCHI-NOTES 16
 	caps.MaximumPacketSize = opts.MaxPacketSize
-	b.mqtt = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "mqtt")})
+	mochiLog := slog.New(mochiLogHandler{log.Handler()}).With("component", "mqtt")
+	b.mqtt = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochiLog})
 
 	var policy acl.Policy
 	var router *hooks.Router
@@ -185,6 +186,7 @@ type lateNotifier struct{ *hooks.Router }
 // Start creates the configured rooms and starts serving.
 func (b *Broker) Start(ctx context.Context) error {
 	for _, r := range b.opts.Rooms {
+		r.NotifyUserlist, r.NotifyAccessLists = b.opts.NotifyUserlist, b.opts.NotifyAccessLists
 		if err := b.rooms.Create(ctx, r); err != nil && !errors.Is(err, store.ErrRoomExists) {
 			return fmt.Errorf("broker: create room %q: %w", r.Name, err)
 		}

@@ -49,7 +49,8 @@ type Options struct {
 	NoDefaultRooms bool
 	// RoomsManagement lets every user create rooms with roomCreate.
 	RoomsManagement bool
-	// NotifyUserlist and NotifyAccessLists are the notification settings of new rooms.
+	// NotifyUserlist and NotifyAccessLists are the notification settings of the rooms the
+	// broker creates: those in Rooms and those created with roomCreate.
 	NotifyUserlist    bool
 	NotifyAccessLists bool
 	// HistoryMaxSize is the history ring size per room (default 10000).

@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -268,4 +269,59 @@ func TestPersistentSessionResumesRooms(t *testing.T) {
 			t.Fatalf("after resuming got id %d, want %d", m.ID, want)
 		}
 	}
+}
+
+// Joining and leaving: rooms/{room}/events gets userJoined on a user's first connection and
+// userLeft after the last; the user's connections get roomJoinedEcho and roomLeftEcho.
+func TestJoinLeaveEvents(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	watcher := mqtttest.Dial(t, "watcher", mqtttest.Options{URL: tcpURL(b)})
+	watcher.MustSubscribe("rooms/general/events")
+	echo := mqtttest.Dial(t, "uma", mqtttest.Options{URL: tcpURL(b), ClientID: "uma-echo"})
+	echo.MustSubscribe("users/uma/events")
+
+	u1 := mqtttest.Dial(t, "uma", mqtttest.Options{URL: tcpURL(b), ClientID: "uma-1"})
+	u1.MustSubscribe("rooms/general")
+	if ev := watcher.ExpectEvent("rooms/general/events", "userJoined"); ev["user"] != "uma" || ev["room"] != "general" {
+		t.Errorf("userJoined = %v", ev)
+	}
+	if ev := echo.ExpectEvent("users/uma/events", "roomJoinedEcho"); ev["clientId"] != "uma-1" || ev["connections"] != float64(1) {
+		t.Errorf("roomJoinedEcho = %v", ev)
+	}
+	u2 := mqtttest.Dial(t, "uma", mqtttest.Options{URL: wsURL(b), ClientID: "uma-2"})
+	u2.MustSubscribe("rooms/general")
+	if ev := echo.ExpectEvent("users/uma/events", "roomJoinedEcho"); ev["clientId"] != "uma-2" || ev["connections"] != float64(2) {
+		t.Errorf("roomJoinedEcho = %v", ev)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
+	defer cancel()
+	if _, err := u1.Paho.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"rooms/general"}}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := echo.ExpectEvent("users/uma/events", "roomLeftEcho"); ev["clientId"] != "uma-1" || ev["connections"] != float64(1) {
+		t.Errorf("roomLeftEcho = %v", ev)
+	}
+	u2.Close() // leaving by disconnecting
+	if ev := echo.ExpectEvent("users/uma/events", "roomLeftEcho"); ev["clientId"] != "uma-2" || ev["connections"] != float64(0) {
+		t.Errorf("roomLeftEcho = %v", ev)
+	}
+	// One userJoined and one userLeft, however many connections: userLeft comes next.
+	if ev := watcher.ExpectEvent("rooms/general/events", "userLeft"); ev["user"] != "uma" {
+		t.Errorf("userLeft = %v", ev)
+	}
+	// An unsubscribed connection gets no more messages of the room.
+	watcher.Publish("rooms/general", 1, text("anyone?"), nil)
+	u1.MustRPC("listOwnSockets", map[string]any{}, nil)
+	u1.ExpectNone("rooms/general", 0)
+}
+
+// With rooms management off, only admins create rooms.
+func TestRoomsManagementDisabled(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.RoomsManagement = false })
+	user := mqtttest.Dial(t, "ursula", mqtttest.Options{URL: tcpURL(b)})
+	if code := user.RPCErrorCode("roomCreate", map[string]any{"room": "mine"}); code != "notAllowed" {
+		t.Errorf("roomCreate with management off: %s, want notAllowed", code)
+	}
+	admin := mqtttest.Dial(t, "admin", mqtttest.Options{URL: tcpURL(b)})
+	admin.MustRPC("roomCreate", map[string]any{"room": "official"}, nil)
 }

@@ -85,7 +85,7 @@ func DialConn(t testing.TB, url string) net.Conn {
 func Dial(t testing.TB, user string, o Options) *Client {
 	t.Helper()
 	if o.ClientID == "" {
-		o.ClientID = fmt.Sprintf("%s-%d", user, clientSeq.Add(1))
+		o.ClientID = fmt.Sprintf("%s-auto%d", user, clientSeq.Add(1))
 	}
 	c := &Client{t: t, User: user, ID: o.ClientID, msgs: make(chan *paho.Publish, 100000), lostConn: make(chan struct{})}
 	conn := packets.NewThreadSafeConn(DialConn(t, o.URL))
