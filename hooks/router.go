@@ -200,8 +200,10 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	limit = min(limit, r.opts.MaxInflight)
 	c := &conn{cl: cl, rooms: make(map[string]*roomSub)}
 	c.out = newOutbox(cl, limit, r.opts.MaxQueued, r.spawn, func() {
-		r.log.Warn("slow consumer disconnected", logKeyClient, cl.ID, logKeyUser, id.User)
-		r.kick(cl, packets.ErrQuotaExceeded)
+		// Called with a room's lock held: close the connection in the background, without a
+		// DISCONNECT, which could not get past the unread data anyway.
+		r.log.Warn("slow consumer disconnected", logKeyClient, cl.ID, logKeyUser, id.User, "queued", r.opts.MaxQueued)
+		r.spawn(func() { cl.Stop(packets.ErrQuotaExceeded) })
 	})
 	c.session = &devices.Session{
 		ClientID:    cl.ID,

@@ -171,12 +171,11 @@ func (r *Router) Disconnect(clientID string) bool {
 	return true
 }
 
-// kick ends a connection: v5 clients get a DISCONNECT with code, v3.1.1 clients (which have
-// no server DISCONNECT) just lose the connection.
+// kick ends a connection without waiting: v5 clients get a DISCONNECT with code, v3.1.1
+// clients (which have no server DISCONNECT) just lose the connection. Writing the DISCONNECT
+// may block on a slow client, so it happens in a goroutine of the router.
 func (r *Router) kick(cl *mqtt.Client, code packets.Code) {
-	if cl.Properties.ProtocolVersion < 5 {
-		cl.Stop(code)
-		return
+	if cl.Properties.ProtocolVersion < 5 || !r.spawn(func() { _ = r.srv.DisconnectClient(cl, code) }) {
+		r.spawn(func() { cl.Stop(code) })
 	}
-	_ = r.srv.DisconnectClient(cl, code)
 }

@@ -194,22 +194,26 @@ func loadConfig(args []string, environ []string) (config, error) {
 	}
 
 	merged := koanf.New(".")
-	var cfg config
-
-	if path, _ := fs.GetString("config"); path != "" {
-		data, err := os.ReadFile(path)
+	file, _ := fs.GetString("config")
+	if file != "" {
+		data, err := os.ReadFile(file)
 		if err != nil {
 			return config{}, fmt.Errorf("config file: %w", err)
 		}
-		l := layer{source: "config file " + path, spell: func(key string) string { return key }}
+		l := layer{source: "config file " + file, spell: func(key string) string { return key }}
 		if err := l.load(merged, rawbytes.Provider(data), yaml.Parser()); err != nil {
 			return config{}, err
 		}
-		cfg.file = path
 	}
 
 	vars := map[string]string{} // key -> the variable that set it
 	var envProblems problems
+	envLayer := layer{source: "environment", read: &envProblems, spell: func(key string) string {
+		if name, ok := vars[key]; ok {
+			return name
+		}
+		return envName(key)
+	}}
 	envProvider := env.Provider(".", env.Opt{
 		Prefix:      envPrefix,
 		EnvironFunc: func() []string { return environ },
@@ -218,31 +222,26 @@ func loadConfig(args []string, environ []string) (config, error) {
 				return "", nil
 			}
 			key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, envPrefix), envNesting, "."))
+			vars[key] = name
+			// Drop bad keys here: left in, they could clash when nested (ROOMQ_LOG=x and
+			// ROOMQ_LOG__LEVEL=y).
+			if p := envLayer.keyProblem(key, false); p != "" {
+				envProblems.addf(name, "%s", p)
+				return "", nil
+			}
 			switch t := knownKeys.leaves[key]; {
 			case t == reflect.TypeFor[[]string]():
-				vars[key] = name
 				return key, splitList(value)
-			case t != nil && t.Kind() == reflect.Slice:
+			case t.Kind() == reflect.Slice:
 				envProblems.addf(name, "%s cannot be set from the environment; use the config file", key)
 				return "", nil
 			}
-			vars[key] = name
 			return key, value
 		},
 	})
-	envLayer := layer{source: "environment", read: &envProblems, spell: func(key string) string {
-		if name, ok := vars[key]; ok {
-			return name
-		}
-		return envName(key)
-	}}
 	if err := envLayer.load(merged, envProvider, nil); err != nil {
 		return config{}, err
 	}
-	for _, name := range vars {
-		cfg.envVars = append(cfg.envVars, name)
-	}
-	sort.Strings(cfg.envVars)
 
 	flagProvider := posflag.ProviderWithFlag(fs, ".", nil, func(f *pflag.Flag) (string, any) {
 		key, ok := flagKeys[f.Name]
@@ -263,13 +262,16 @@ func loadConfig(args []string, environ []string) (config, error) {
 		return config{}, err
 	}
 
-	file, vs := cfg.file, cfg.envVars
-	cfg = defaultConfig()
+	cfg := defaultConfig()
 	if err := decode(merged, &cfg); err != nil {
-		// Every layer decoded alone, so this is a conflict between layers.
+		// Unexpected: every layer decoded on its own.
 		return config{}, problemsOf(err, func(key string) string { return key }).err("configuration")
 	}
-	cfg.file, cfg.envVars = file, vs
+	cfg.file = file
+	for _, name := range vars {
+		cfg.envVars = append(cfg.envVars, name)
+	}
+	sort.Strings(cfg.envVars)
 	return cfg, nil
 }
 
@@ -295,20 +297,9 @@ func (l layer) load(merged *koanf.Koanf, p koanf.Provider, pa koanf.Parser) erro
 		ps = append(ps, *l.read...)
 	}
 	for _, key := range k.Keys() {
-		if _, ok := knownKeys.leaves[key]; ok {
-			continue
-		}
-		if knownKeys.sections[key] {
-			if _, ok := k.Get(key).(map[string]any); ok {
-				continue // an empty section
-			}
-			ps.addf(l.spell(key), "is a section, not a value; set its keys instead (%s)", l.sectionKeys(key))
-			continue
-		}
-		if s := suggest(key); s != "" {
-			ps.addf(l.spell(key), "unknown key (did you mean %s?)", l.spell(s))
-		} else {
-			ps.addf(l.spell(key), "unknown key")
+		_, isMap := k.Get(key).(map[string]any)
+		if p := l.keyProblem(key, isMap); p != "" {
+			ps.addf(l.spell(key), "%s", p)
 		}
 	}
 	if err := ps.err(l.source); err != nil {
@@ -322,6 +313,24 @@ func (l layer) load(merged *koanf.Koanf, p koanf.Provider, pa koanf.Parser) erro
 		return fmt.Errorf("%s: %w", l.source, err)
 	}
 	return nil
+}
+
+// keyProblem returns what is wrong with key as the layer sets it, or "" for a known key.
+// isMap tells whether the value is a mapping, which a section needs.
+func (l layer) keyProblem(key string, isMap bool) string {
+	if _, ok := knownKeys.leaves[key]; ok {
+		return ""
+	}
+	if knownKeys.sections[key] {
+		if isMap {
+			return "" // an empty section
+		}
+		return fmt.Sprintf("is a section, not a value; set its keys instead (%s)", l.sectionKeys(key))
+	}
+	if s := suggest(key); s != "" {
+		return fmt.Sprintf("unknown key (did you mean %s?)", l.spell(s))
+	}
+	return "unknown key"
 }
 
 // sectionKeys lists the keys of a section as the layer spells them.

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/roomq/roomq/broker"
+	"github.com/roomq/roomq/rooms"
+	"github.com/roomq/roomq/store"
+	"github.com/roomq/roomq/wire"
+)
+
+// maxMQTTPacketSize is the largest packet MQTT can encode: a 1-byte header, a 4-byte remaining
+// length and 268,435,455 bytes.
+const maxMQTTPacketSize = 1 + 4 + 268_435_455
+
+// builtinCheckers are the checkers a room in rooms.defaults may name.
+var builtinCheckers = []string{rooms.CheckerText, rooms.CheckerJSON, rooms.CheckerBinary}
+
+// brokerOptions checks every value of c and maps c onto broker.Options, with logger as the
+// broker's logger. The error names each offending key.
+func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
+	var ps problems
+	checkAddr(&ps, "mqtt.addr", c.MQTT.Addr)
+	checkAddr(&ps, "http.addr", c.HTTP.Addr)
+	if c.MQTT.Addr == "" && c.HTTP.Addr == "" {
+		ps.addf("mqtt.addr, http.addr", "both are empty, so the broker would not listen at all")
+	}
+	for i, o := range c.HTTP.AllowedOrigins {
+		if !validOrigin(o) {
+			ps.addf(fmt.Sprintf("http.allowed_origins[%d]", i), "%q is neither \"*\" nor scheme://host[:port]", o)
+		}
+	}
+	if c.InstanceID != "" && !wire.ValidName(c.InstanceID) {
+		ps.addf("instance_id", "%q is not a valid name (1-128 characters, no / + # : { }, control characters or leading $)", c.InstanceID)
+	}
+	if _, err := parseLogLevel(c.Log.Level); err != nil {
+		ps.addf("log.level", "%v", err)
+	}
+	if _, err := parseLogFormat(c.Log.Format); err != nil {
+		ps.addf("log.format", "%v", err)
+	}
+
+	if c.Auth.Mode != authModeNone {
+		ps.addf("auth.mode", "unsupported mode %q (supported: %s)", c.Auth.Mode, authModeNone)
+	}
+	if len(c.Auth.Admins) == 0 {
+		ps.addf("auth.admins", "must name at least one user")
+	}
+	for i, a := range c.Auth.Admins {
+		checkName(&ps, fmt.Sprintf("auth.admins[%d]", i), "user", a)
+	}
+
+	var roomList []store.Room
+	seen := map[string]bool{}
+	for i, r := range c.Rooms.Defaults {
+		key := fmt.Sprintf("rooms.defaults[%d]", i)
+		room := store.Room{
+			Name:              r.Name,
+			Owner:             r.Owner,
+			Checker:           r.Checker,
+			WhitelistOnly:     r.WhitelistOnly,
+			NotifyUserlist:    c.Rooms.NotifyUserlist,
+			NotifyAccessLists: c.Rooms.NotifyAccessLists,
+		}
+		if room.Owner == "" && len(c.Auth.Admins) > 0 {
+			room.Owner = c.Auth.Admins[0]
+		}
+		if room.Checker == "" {
+			room.Checker = rooms.CheckerText
+		}
+		checkName(&ps, key+".name", "room", room.Name)
+		if seen[room.Name] {
+			ps.addf(key+".name", "room %q is listed twice", room.Name)
+		}
+		seen[room.Name] = true
+		checkName(&ps, key+".owner", "user", room.Owner)
+		if !slices.Contains(builtinCheckers, room.Checker) {
+			ps.addf(key+".checker", "unknown checker %q (want %s)", room.Checker, strings.Join(builtinCheckers, ", "))
+		}
+		roomList = append(roomList, room)
+	}
+
+	checkPositive(&ps, "history.max_size", c.History.MaxSize)
+	checkPositive(&ps, "history.max_get_messages", c.History.MaxGetMessages)
+	checkPositive(&ps, "limits.max_packet_size", c.Limits.MaxPacketSize)
+	if c.Limits.MaxPacketSize > maxMQTTPacketSize {
+		ps.addf("limits.max_packet_size", "must be at most %d, the largest MQTT packet, got %d", maxMQTTPacketSize, c.Limits.MaxPacketSize)
+	}
+	checkPositive(&ps, "limits.max_queued", c.Limits.MaxQueued)
+	if c.ShutdownGrace <= 0 {
+		ps.addf("shutdown_grace", "must be positive, got %s", c.ShutdownGrace)
+	}
+	if err := ps.err("invalid configuration"); err != nil {
+		return broker.Options{}, err
+	}
+
+	opts := broker.DefaultOptions()
+	opts.MQTTAddr = c.MQTT.Addr
+	opts.HTTPAddr = c.HTTP.Addr
+	opts.AllowedOrigins = slices.Clone(c.HTTP.AllowedOrigins)
+	opts.InstanceID = c.InstanceID
+	opts.Admins = slices.Clone(c.Auth.Admins)
+	opts.Rooms = roomList
+	opts.NoDefaultRooms = len(roomList) == 0
+	opts.RoomsManagement = c.Rooms.Management
+	opts.NotifyUserlist = c.Rooms.NotifyUserlist
+	opts.NotifyAccessLists = c.Rooms.NotifyAccessLists
+	opts.HistoryMaxSize = c.History.MaxSize
+	opts.HistoryMaxGetMessages = c.History.MaxGetMessages
+	opts.MaxPacketSize = uint32(c.Limits.MaxPacketSize) // checked: 1..maxMQTTPacketSize
+	opts.MaxQueued = c.Limits.MaxQueued
+	opts.ShutdownGrace = c.ShutdownGrace
+	opts.Logger = logger
+	return opts, nil
+}
+
+// checkAddr checks a listen address; "" is valid and disables the listener.
+func checkAddr(ps *problems, key, addr string) {
+	if addr == "" {
+		return
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		ps.addf(key, "want host:port or :port, or \"\" to disable the listener: %v", err)
+	}
+}
+
+func checkName(ps *problems, key, kind, name string) {
+	if !wire.ValidName(name) {
+		ps.addf(key, "%q is not a valid %s name (1-128 characters, no / + # : { }, control characters or leading $)", name, kind)
+	}
+}
+
+func checkPositive(ps *problems, key string, n int) {
+	if n <= 0 {
+		ps.addf(key, "must be positive, got %d", n)
+	}
+}
+
+// validOrigin reports whether o is "*" or exactly scheme://host[:port], the form browsers send
+// and the WebSocket listener accepts.
+func validOrigin(o string) bool {
+	if o == "*" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Scheme != "" && u.Host != "" && strings.EqualFold(o, u.Scheme+"://"+u.Host)
+}
