@@ -30,7 +30,7 @@ func main() {
 		os.Exit(1)
 	}
 	if err := run(cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "broker:", err)
+		fmt.Fprintln(os.Stderr, err) // errors of package broker name it already
 		os.Exit(1)
 	}
 }
