@@ -1,0 +1,124 @@
+package broker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/roomq/roomq/broker"
+	"github.com/roomq/roomq/internal/mqtttest"
+)
+
+// The broker never has more unacknowledged QoS 1 messages out to a client than the client's
+// Receive Maximum, and sends the next one as soon as one is acknowledged.
+func TestReceiveMaximumRespected(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	pub := mqtttest.Dial(t, "pub", mqtttest.Options{URL: tcpURL(b)})
+
+	received := make(chan *paho.Publish, 100)
+	conn := packets.NewThreadSafeConn(mqtttest.DialConn(t, tcpURL(b)))
+	slow := paho.NewClient(paho.ClientConfig{
+		Conn:                       conn,
+		EnableManualAcknowledgment: true,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			received <- pr.Packet
+			return true, nil
+		}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
+	defer cancel()
+	rm := uint16(2)
+	if _, err := slow.Connect(ctx, &paho.Connect{ClientID: "slow", Username: "slow", UsernameFlag: true, CleanStart: true, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{ReceiveMaximum: &rm, RequestProblemInfo: true}}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = slow.Disconnect(&paho.Disconnect{}) }()
+	if _, err := slow.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "rooms/general", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		pub.Publish("rooms/general", 1, text(fmt.Sprintf("m%d", i)), nil)
+	}
+	next := func() *paho.Publish {
+		t.Helper()
+		select {
+		case p := <-received:
+			return p
+		case <-time.After(mqtttest.Timeout):
+			t.Fatal("no message")
+			return nil
+		}
+	}
+	noMore := func() {
+		t.Helper()
+		select {
+		case p := <-received:
+			t.Fatalf("message %s beyond the Receive Maximum", p.Payload)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	first, second := next(), next()
+	noMore()
+	if err := slow.Ack(first); err != nil {
+		t.Fatal(err)
+	}
+	third := next()
+	noMore()
+	for _, p := range []*paho.Publish{second, third} {
+		if err := slow.Ack(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if err := slow.Ack(next()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Contains(third.Payload, []byte(`"id":3`)) {
+		t.Errorf("third message %s, want id 3", third.Payload)
+	}
+}
+
+// A client that stops reading is disconnected once it falls more than MaxQueued packets behind,
+// instead of silently missing messages; everyone else keeps receiving.
+func TestSlowConsumerDisconnected(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) {
+		o.MaxQueued = 8
+		o.HistoryMaxSize = 10
+	})
+	fast := mqtttest.Dial(t, "fast", mqtttest.Options{URL: tcpURL(b)})
+	fast.MustSubscribe("rooms/general")
+
+	// A raw client that subscribes and then never reads.
+	raw := mqtttest.DialConn(t, tcpURL(b))
+	defer raw.Close()
+	if _, err := raw.Write(connectPacket("stuck", "stuck", 0, "devices/stuck/status", "x")); err != nil {
+		t.Fatal(err)
+	}
+	sub := []byte{0x82, 0x12, 0x00, 0x01, 0x00, 0x0D, 'r', 'o', 'o', 'm', 's', '/', 'g', 'e', 'n', 'e', 'r', 'a', 'l', 0x01}
+	if _, err := raw.Write(sub); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, mqtttest.Timeout, "stuck subscribed", func() bool {
+		subs, ok := b.Subscriptions("stuck")
+		return ok && len(subs) == 1
+	})
+	payload := text(string(bytes.Repeat([]byte("x"), 64<<10)))
+	sent := 0
+	for ; sent < 1000; sent++ {
+		if _, ok := b.Subscriptions("stuck"); !ok {
+			break
+		}
+		fast.Publish("rooms/general", 1, payload, nil)
+		fast.Expect("rooms/general")
+	}
+	if _, ok := b.Subscriptions("stuck"); ok {
+		t.Fatalf("stuck client still connected after %d messages of 64 KiB", sent)
+	}
+	t.Logf("stuck client disconnected after %d messages", sent)
+}
