@@ -149,6 +149,25 @@ func (s *Service) room(ctx context.Context, name string) (store.Room, error) {
 	return s.rooms.Room(ctx, name)
 }
 
+// roomFromArgs decodes arguments that name only a room, and loads it.
+func (s *Service) roomFromArgs(ctx context.Context, args json.RawMessage) (store.Room, error) {
+	var a roomArgs
+	if err := decodeArgs(args, &a); err != nil {
+		return store.Room{}, err
+	}
+	return s.room(ctx, a.Room)
+}
+
+// readableFromArgs decodes arguments that name only a room, and loads it if the caller may
+// read it.
+func (s *Service) readableFromArgs(ctx context.Context, c Caller, args json.RawMessage) (store.Room, error) {
+	var a roomArgs
+	if err := decodeArgs(args, &a); err != nil {
+		return store.Room{}, err
+	}
+	return s.readableRoom(ctx, c, a.Room)
+}
+
 // readableRoom loads a room the caller may read: joined, owner or admin.
 func (s *Service) readableRoom(ctx context.Context, c Caller, name string) (store.Room, error) {
 	r, err := s.room(ctx, name)
@@ -197,18 +216,14 @@ func (s *Service) roomCreate(ctx context.Context, c Caller, args json.RawMessage
 }
 
 func (s *Service) roomDelete(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
-	var a roomArgs
-	if err := decodeArgs(args, &a); err != nil {
-		return nil, err
-	}
-	r, err := s.room(ctx, a.Room)
+	r, err := s.roomFromArgs(ctx, args)
 	if err != nil {
 		return nil, err
 	}
 	if !s.policy.CanManage(r, c.Identity) {
-		return nil, fmt.Errorf("delete room %q: %w", a.Room, acl.ErrNotAllowed)
+		return nil, fmt.Errorf("delete room %q: %w", r.Name, acl.ErrNotAllowed)
 	}
-	if err := s.rooms.Delete(ctx, a.Room); err != nil {
+	if err := s.rooms.Delete(ctx, r.Name); err != nil {
 		return nil, err
 	}
 	return struct{}{}, nil
@@ -219,21 +234,17 @@ type connectionsResult struct {
 }
 
 func (s *Service) roomJoin(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
-	var a roomArgs
-	if err := decodeArgs(args, &a); err != nil {
-		return nil, err
-	}
-	r, err := s.room(ctx, a.Room)
+	r, err := s.roomFromArgs(ctx, args)
 	if err != nil {
 		return nil, err
 	}
 	if !s.policy.CanJoin(r, c.Identity) {
-		return nil, fmt.Errorf("join room %q: %w", a.Room, acl.ErrNotAllowed)
+		return nil, fmt.Errorf("join room %q: %w", r.Name, acl.ErrNotAllowed)
 	}
 	if c.ClientID == "" {
 		return nil, wire.NewError(wire.CodeBadArgument, "roomJoin needs a calling connection")
 	}
-	j, err := s.transport.JoinRoom(ctx, c.Identity.User, c.ClientID, a.Room)
+	j, err := s.transport.JoinRoom(ctx, c.Identity.User, c.ClientID, r.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -241,22 +252,19 @@ func (s *Service) roomJoin(ctx context.Context, c Caller, args json.RawMessage) 
 }
 
 func (s *Service) roomLeave(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
-	var a roomArgs
-	if err := decodeArgs(args, &a); err != nil {
-		return nil, err
-	}
-	if _, err := s.room(ctx, a.Room); err != nil {
+	r, err := s.roomFromArgs(ctx, args)
+	if err != nil {
 		return nil, err
 	}
 	if c.ClientID == "" {
 		return nil, wire.NewError(wire.CodeBadArgument, "roomLeave needs a calling connection")
 	}
-	j, err := s.transport.LeaveRoom(ctx, c.Identity.User, c.ClientID, a.Room)
+	j, err := s.transport.LeaveRoom(ctx, c.Identity.User, c.ClientID, r.Name)
 	if err != nil {
 		return nil, err
 	}
 	if !j.Changed {
-		return nil, wire.Errorf(wire.CodeNotJoined, "connection %q is not joined to room %q", c.ClientID, a.Room)
+		return nil, wire.Errorf(wire.CodeNotJoined, "connection %q is not joined to room %q", c.ClientID, r.Name)
 	}
 	return connectionsResult{j.Connections}, nil
 }
@@ -304,14 +312,11 @@ func (s *Service) roomMessage(ctx context.Context, c Caller, args json.RawMessag
 }
 
 func (s *Service) roomHistoryInfo(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
-	var a roomArgs
-	if err := decodeArgs(args, &a); err != nil {
+	r, err := s.readableFromArgs(ctx, c, args)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := s.readableRoom(ctx, c, a.Room); err != nil {
-		return nil, err
-	}
-	return s.rooms.HistoryInfo(ctx, a.Room)
+	return s.rooms.HistoryInfo(ctx, r.Name)
 }
 
 func messagesJSON(msgs []*rooms.Message) []json.RawMessage {
@@ -345,14 +350,11 @@ func (s *Service) roomHistoryGet(ctx context.Context, c Caller, args json.RawMes
 }
 
 func (s *Service) roomRecentHistory(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
-	var a roomArgs
-	if err := decodeArgs(args, &a); err != nil {
+	r, err := s.readableFromArgs(ctx, c, args)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := s.readableRoom(ctx, c, a.Room); err != nil {
-		return nil, err
-	}
-	msgs, err := s.rooms.Recent(ctx, a.Room)
+	msgs, err := s.rooms.Recent(ctx, r.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -360,11 +362,7 @@ func (s *Service) roomRecentHistory(ctx context.Context, c Caller, args json.Raw
 }
 
 func (s *Service) roomGetOwner(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
-	var a roomArgs
-	if err := decodeArgs(args, &a); err != nil {
-		return nil, err
-	}
-	r, err := s.readableRoom(ctx, c, a.Room)
+	r, err := s.readableFromArgs(ctx, c, args)
 	if err != nil {
 		return nil, err
 	}
@@ -398,11 +396,7 @@ func (s *Service) roomUserSeen(ctx context.Context, c Caller, args json.RawMessa
 }
 
 func (s *Service) roomNotificationsInfo(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
-	var a roomArgs
-	if err := decodeArgs(args, &a); err != nil {
-		return nil, err
-	}
-	r, err := s.readableRoom(ctx, c, a.Room)
+	r, err := s.readableFromArgs(ctx, c, args)
 	if err != nil {
 		return nil, err
 	}
