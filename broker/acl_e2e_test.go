@@ -82,7 +82,7 @@ func TestRefusedPublishNeverDelivered(t *testing.T) {
 	b := mqtttest.StartBroker(t, nil)
 	bob := mqtttest.Dial(t, "bob", mqtttest.Options{URL: tcpURL(b)})
 	bob.MustSubscribe("users/bob/events", "presence/bob")
-	v3, err := mqtttest.DialV3(t, b.MQTTAddr(), "mallory", "")
+	v3, err := mqtttest.DialV3(t, tcpURL(b), "mallory", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestWillTopicRefused(t *testing.T) {
 			t.Errorf("will on %s: CONNACK %+v, want 0x87", topic, c.Connack)
 		}
 	}
-	if _, err := mqtttest.DialV3(t, b.MQTTAddr(), "eve", "presence/eve"); err == nil {
+	if _, err := mqtttest.DialV3(t, tcpURL(b), "eve", "presence/eve"); err == nil {
 		t.Error("v3 will on presence/eve accepted")
 	}
 }

@@ -82,7 +82,7 @@ func TestWillOnAbruptClose(t *testing.T) {
 	expectPresence(t, watcher, "sensor", false, 0)
 
 	// A will to a room is a room message of its user; a clean DISCONNECT sends no will.
-	v3, err := mqtttest.DialV3(t, b.MQTTAddr(), "walt", "rooms/general")
+	v3, err := mqtttest.DialV3(t, tcpURL(b), "walt", "rooms/general")
 	if err != nil {
 		t.Fatal(err)
 	}

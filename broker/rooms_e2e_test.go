@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -12,6 +15,7 @@ import (
 
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/rooms"
 )
 
 func tcpURL(b *broker.Broker) string { return "tcp://" + b.MQTTAddr() }
@@ -214,7 +218,7 @@ func TestResumeGapAndReset(t *testing.T) {
 // v3.1.1 clients join and post; a refused v3.1.1 message is dropped, never delivered.
 func TestV3RoomMessages(t *testing.T) {
 	b := mqtttest.StartBroker(t, nil)
-	v3, err := mqtttest.DialV3(t, b.MQTTAddr(), "victor", "")
+	v3, err := mqtttest.DialV3(t, tcpURL(b), "victor", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,4 +328,79 @@ func TestRoomsManagementDisabled(t *testing.T) {
 	}
 	admin := mqtttest.Dial(t, "admin", mqtttest.Options{URL: tcpURL(b)})
 	admin.MustRPC("roomCreate", map[string]any{"room": "official"}, nil)
+}
+
+// MQTT 3.1.1 over WebSocket, as MQTT.js speaks it in browsers by default.
+func TestV3OverWebSocket(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	v3, err := mqtttest.DialV3(t, wsURL(b), "wendy", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := v3.Subscribe("rooms/general"); code != 1 {
+		t.Fatalf("SUBACK 0x%02x", code)
+	}
+	v3.Publish("rooms/general", 1, text("over ws"))
+	var got roomMsg
+	if err := json.Unmarshal(v3.Expect("rooms/general").Payload(), &got); err != nil || got.ID != 1 || got.Author != "wendy" {
+		t.Fatalf("got %+v (%v)", got, err)
+	}
+}
+
+// A custom checker registered from Go validates the messages of the rooms that name it.
+func TestCustomChecker(t *testing.T) {
+	checkers := rooms.NewCheckers()
+	err := checkers.Register("reading", rooms.CheckerFunc(func(p []byte) ([]byte, bool, error) {
+		var r struct {
+			Celsius *float64 `json:"celsius"`
+		}
+		if json.Unmarshal(p, &r) != nil || r.Celsius == nil || *r.Celsius < -273.15 {
+			return nil, false, fmt.Errorf("%w: want {\"celsius\": number above absolute zero}", rooms.ErrBadMessage)
+		}
+		out, _ := json.Marshal(r)
+		return out, false, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.Checkers = checkers })
+	c := mqtttest.Dial(t, "thermo", mqtttest.Options{URL: tcpURL(b)})
+	c.MustRPC("roomCreate", map[string]any{"room": "kitchen", "checker": "reading"}, nil)
+	c.MustSubscribe("rooms/kitchen")
+	if code := c.Publish("rooms/kitchen", 1, []byte(`{"celsius": -300}`), nil); code != 0x99 {
+		t.Errorf("impossible reading: 0x%02x, want 0x99", code)
+	}
+	if code := c.Publish("rooms/kitchen", 1, []byte(`{"celsius": 21.5, "noise": 1}`), nil); code != 0 {
+		t.Errorf("reading: 0x%02x", code)
+	}
+	if p := c.Expect("rooms/kitchen"); !strings.Contains(string(p.Payload), `"celsius":21.5`) || strings.Contains(string(p.Payload), "noise") {
+		t.Errorf("stored %s, want the checker's output", p.Payload)
+	}
+}
+
+// /healthz answers while the process runs; /readyz answers ready while the broker serves.
+func TestHealthEndpoints(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + b.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	if err := b.Ready(context.Background()); err != nil {
+		t.Errorf("Ready = %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
+	defer cancel()
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ready(context.Background()); err == nil {
+		t.Error("Ready after Shutdown = nil, want an error")
+	}
 }

@@ -189,7 +189,7 @@ func indexOf(s, sub string) int {
 // The v3.1.1 envelope carries args, the response topic and the correlation data.
 func TestV3RPCEnvelope(t *testing.T) {
 	b := mqtttest.StartBroker(t, nil)
-	v3, err := mqtttest.DialV3(t, b.MQTTAddr(), "vera", "")
+	v3, err := mqtttest.DialV3(t, tcpURL(b), "vera", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,10 @@ package hooks
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -107,6 +109,16 @@ func reasonFor(err error) packets.Code {
 	return packets.ErrUnspecifiedError
 }
 
+// exec runs a command, turning a panic into an internal error: the broker keeps running.
+func (r *Router) exec(ctx context.Context, c commands.Caller, command string, args json.RawMessage) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("command %s panicked: %v", command, p)
+		}
+	}()
+	return r.commands.Exec(ctx, c, command, args)
+}
+
 // rpcEnvelope is the v3.1.1 form of an RPC request.
 type rpcEnvelope struct {
 	Args            json.RawMessage `json:"args"`
@@ -149,7 +161,7 @@ func (r *Router) rpc(c *conn, pk packets.Packet, command string) (packets.Packet
 	if !json.Valid(args) && len(bytes.TrimSpace(args)) > 0 {
 		err = wire.NewError(wire.CodeBadArgument, "arguments: invalid JSON")
 	} else {
-		result, err = r.commands.Exec(ctx, commands.Caller{Identity: c.session.Identity, ClientID: c.cl.ID}, command, args)
+		result, err = r.exec(ctx, commands.Caller{Identity: c.session.Identity, ClientID: c.cl.ID}, command, args)
 	}
 	if err != nil {
 		resp.Error = wire.AsError(err)

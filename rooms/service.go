@@ -224,11 +224,8 @@ func (s *Service) Post(ctx context.Context, room, author, origin string, payload
 	if !ok {
 		return nil, fmt.Errorf("post to room %q: %w: %q", room, ErrNoChecker, r.Checker)
 	}
-	content, binary, err := checker.Check(payload)
+	content, binary, err := check(checker, payload)
 	if err != nil {
-		if !errors.Is(err, ErrBadMessage) {
-			err = fmt.Errorf("%w: %v", ErrBadMessage, err)
-		}
 		return nil, fmt.Errorf("post to room %q: %w", room, err)
 	}
 	st := s.state(room)
@@ -252,6 +249,21 @@ func (s *Service) Post(ctx context.Context, room, author, origin string, payload
 		sub.DeliverRoom(msg)
 	}
 	return msg, nil
+}
+
+// check runs a checker. Any error it returns is a refusal (badMessage); a panic of a custom
+// checker becomes an internal error, so that one bad checker cannot bring the broker down.
+func check(c Checker, payload []byte) (content []byte, binary bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			content, binary, err = nil, false, fmt.Errorf("checker panicked: %v", p)
+		}
+	}()
+	content, binary, err = c.Check(payload)
+	if err != nil && !errors.Is(err, ErrBadMessage) {
+		err = fmt.Errorf("%w: %v", ErrBadMessage, err)
+	}
+	return content, binary, err
 }
 
 // Resume asks a join to replay the history after a message id.

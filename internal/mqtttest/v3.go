@@ -24,13 +24,14 @@ type V3Client struct {
 	queue []mqtt3.Message
 }
 
-// DialV3 connects user over MQTT 3.1.1 to addr (host:port of the TCP listener) and returns the
-// client and the CONNECT error (nil on success). willTopic, when not empty, sets a will.
-func DialV3(t testing.TB, addr, user, willTopic string) (*V3Client, error) {
+// DialV3 connects user over MQTT 3.1.1 to url (tcp://host:port or ws://host:port/mqtt) and
+// returns the client and the CONNECT error (nil on success). willTopic, when not empty, sets a
+// will.
+func DialV3(t testing.TB, url, user, willTopic string) (*V3Client, error) {
 	t.Helper()
 	c := &V3Client{t: t, User: user, ID: fmt.Sprintf("%s-v3-%d", user, clientSeq.Add(1)), msgs: make(chan mqtt3.Message, 100000)}
 	o := mqtt3.NewClientOptions().
-		AddBroker("tcp://" + addr).
+		AddBroker(url).
 		SetClientID(c.ID).
 		SetUsername(user).
 		SetProtocolVersion(4).
