@@ -80,7 +80,8 @@ type Rooms interface {
 // History stores the message history of rooms.
 type History interface {
 	// Append gives m the room's next id, stores it with that id and drops the oldest messages
-	// beyond maxSize, as one atomic step. It returns the stored message, or ErrNoRoom.
+	// beyond maxSize (at least 1), as one atomic step. It returns the stored message, or
+	// ErrNoRoom.
 	Append(ctx context.Context, room string, m Message, maxSize int) (Message, error)
 	// Range returns the stored messages with an id greater than afterID, ascending, at most
 	// limit of them. It returns ErrNoRoom for a room that does not exist.
@@ -97,8 +98,9 @@ type Connections interface {
 	// with the same ClientID is replaced (a takeover) and not counted twice.
 	AddConnection(ctx context.Context, c Connection) (int, error)
 	// RemoveConnection removes the connection of clientID if its Session is session. It
-	// returns whether it removed one and how many connections its user has left; the
-	// connection's room memberships are left to the caller.
+	// returns whether it removed one and how many connections its user has left; left is
+	// meaningful only when removed is true. The connection's room memberships are left to the
+	// caller.
 	RemoveConnection(ctx context.Context, clientID, session string) (removed bool, left int, err error)
 	// UserConnections returns a user's connections, sorted by ClientID.
 	UserConnections(ctx context.Context, user string) ([]Connection, error)
@@ -106,16 +108,19 @@ type Connections interface {
 
 // Members stores which connections have joined which rooms.
 type Members interface {
-	// Join records that clientID of user joined room. It returns how many of the user's
-	// connections are joined to the room afterwards and whether this call changed anything
-	// (false when the connection was joined already). It returns ErrNoRoom for a missing room.
+	// Join records that clientID of user joined room, and at as the user's last-seen time
+	// there when that changed anything. It returns how many of the user's connections are
+	// joined to the room afterwards and whether this call changed anything (false when the
+	// connection was joined already). It returns ErrNoRoom for a missing room. Membership
+	// belongs to the client id: a join by another user moves it.
 	Join(ctx context.Context, room, user, clientID string, at int64) (count int, changed bool, err error)
-	// Leave records that clientID of user left room. It returns how many of the user's
-	// connections are still joined and whether this call changed anything.
+	// Leave records that clientID of user left room, like Join. It returns how many of the
+	// user's connections are still joined and whether this call changed anything (false when
+	// clientID was not joined as user). Leaving a room that does not exist is no error.
 	Leave(ctx context.Context, room, user, clientID string, at int64) (count int, changed bool, err error)
-	// RoomUsers returns the users with at least one joined connection, sorted.
+	// RoomUsers returns the users with at least one joined connection, sorted, or ErrNoRoom.
 	RoomUsers(ctx context.Context, room string) ([]string, error)
-	// ClientRooms returns the rooms clientID has joined, sorted.
+	// ClientRooms returns the rooms clientID has joined, sorted (empty for an unknown id).
 	ClientRooms(ctx context.Context, clientID string) ([]string, error)
 	// UserSeen reports whether user has a connection joined to room, and the time in
 	// milliseconds of the user's last join or leave there (0 when never seen).
@@ -130,6 +135,6 @@ type Store interface {
 	Members
 	// Ping reports whether the store can serve requests.
 	Ping(ctx context.Context) error
-	// Close releases the store's resources.
+	// Close releases the store's resources. It may be called more than once.
 	Close() error
 }
