@@ -3,6 +3,7 @@ package acl
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 
 	"github.com/roomq/roomq/wire"
@@ -24,15 +25,27 @@ func (id Identity) IsAdmin() bool { return slices.Contains(id.Roles, RoleAdmin) 
 
 // Credentials are what a client presents when it connects.
 type Credentials struct {
+	// Username is the CONNECT user name, "" when absent.
 	Username string
+	// Password is the CONNECT password, nil when absent. It may be a token.
 	Password []byte
+	// ClientID is the MQTT client identifier.
 	ClientID string
-	Remote   string
+	// Remote is the network address of the client (host:port).
+	Remote string
+	// Cookies are the cookies of a WebSocket client's upgrade request, by name (the first of
+	// each name); nil for other clients. Never log them.
+	Cookies map[string]string
+	// Query holds the query parameters of a WebSocket client's upgrade request URL; nil for
+	// other clients. Never log them: they may carry tokens.
+	Query url.Values
 }
 
 // Authenticator turns credentials into an identity.
 type Authenticator interface {
-	// Authenticate returns the identity for creds, or an error wrapping ErrBadCredentials.
+	// Authenticate returns the identity for creds, or an error wrapping ErrBadCredentials
+	// when they are missing or wrong, or ErrAuthUnavailable when they could not be checked.
+	// Errors never contain passwords, tokens or cookies.
 	Authenticate(ctx context.Context, creds Credentials) (Identity, error)
 }
 

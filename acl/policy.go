@@ -1,39 +1,25 @@
 package acl
 
 import (
-	"github.com/roomq/roomq/store"
+	"strings"
+
 	"github.com/roomq/roomq/wire"
 )
 
-// Policy answers permission questions. Its zero value is the default policy: rooms are open
-// to every user unless whitelist-only, owners and admins manage their rooms, and plain topics
-// are open to all.
-type Policy struct{}
+// Policy answers permission questions. Its zero value is the development policy: plain topics
+// are open to all. Room and direct-message decisions are in access.go.
+type Policy struct {
+	// Rules judge plain topics (outside rooms/, users/, presence/ and $rpc/) for users without
+	// the admin role; nil allows every plain topic.
+	Rules *Rules
+}
 
-// CanJoin reports whether id may join room (subscribe to it or its events).
-func (Policy) CanJoin(room store.Room, id Identity) bool {
-	if id.IsAdmin() || room.Owner == id.User {
-		return true
+func (p Policy) plainSubscribe(id Identity, clientID, filter string) Decision {
+	if p.Rules == nil || p.Rules.Subscribe(id.User, clientID, filter) {
+		return Allow
 	}
-	return !room.WhitelistOnly
+	return Deny
 }
-
-// CanPost reports whether id may post to room. Posting needs access, not a joined connection.
-func (p Policy) CanPost(room store.Room, id Identity) bool { return p.CanJoin(room, id) }
-
-// CanManage reports whether id may manage room (delete it, change its lists and mode).
-func (Policy) CanManage(room store.Room, id Identity) bool {
-	return id.IsAdmin() || room.Owner == id.User
-}
-
-// CanRead reports whether id may read room's history, lists and info: it needs a joined
-// connection, or to be the owner or an admin.
-func (p Policy) CanRead(room store.Room, id Identity, joined bool) bool {
-	return p.CanManage(room, id) || (joined && p.CanJoin(room, id))
-}
-
-// CanDirect reports whether from may send a direct message to user to.
-func (Policy) CanDirect(from Identity, to string) bool { return from.User != to }
 
 // Decision is the verdict on a topic or filter.
 type Decision int
@@ -53,9 +39,11 @@ const (
 //
 // A shared subscription ($share/{group}/{filter}) is judged by its filter; rooms cannot be
 // shared, as joining is per connection.
-func (p Policy) SubscribeDecision(id Identity, filter string) (Decision, string) {
+//
+// clientID is the subscribing connection, for the %c placeholder of the topic rules.
+func (p Policy) SubscribeDecision(id Identity, clientID, filter string) (Decision, string) {
 	if f, ok := wire.SharedFilter(filter); ok {
-		d, room := p.SubscribeDecision(id, f)
+		d, room := p.SubscribeDecision(id, clientID, f)
 		if d == AllowRoom {
 			return Deny, ""
 		}
@@ -79,7 +67,10 @@ func (p Policy) SubscribeDecision(id Identity, filter string) (Decision, string)
 			}
 			return Deny, ""
 		}
-		return Allow, ""
+		if id.IsAdmin() {
+			return Allow, ""
+		}
+		return p.plainSubscribe(id, clientID, filter), ""
 	}
 	if id.IsAdmin() {
 		return Allow, ""
@@ -90,15 +81,24 @@ func (p Policy) SubscribeDecision(id Identity, filter string) (Decision, string)
 		wire.FilterReaches(filter, []string{"$rpc"}) {
 		return Deny, ""
 	}
-	return Allow, ""
+	// What is left reaches the user's own topics, presence, or plain topics.
+	if strings.HasPrefix(filter, wire.UserNamespace(id.User)) || strings.HasPrefix(filter, wire.PresencePrefix) {
+		return Allow, ""
+	}
+	return p.plainSubscribe(id, clientID, filter), ""
 }
 
 // PublishDecision judges a PUBLISH topic of id for the topics a client may publish to
 // directly; room messages, direct messages and RPC requests are routed by the caller before.
-func (Policy) PublishDecision(id Identity, t wire.Topic) Decision {
+//
+// topic is the topic name t was parsed from; clientID is the publishing connection.
+func (p Policy) PublishDecision(id Identity, clientID, topic string, t wire.Topic) Decision {
 	switch t.Kind {
 	case wire.TopicPlain:
-		return Allow
+		if id.IsAdmin() || p.Rules == nil || p.Rules.Publish(id.User, clientID, topic) {
+			return Allow
+		}
+		return Deny
 	case wire.TopicUserOther:
 		if t.Name == id.User {
 			return Allow
@@ -109,7 +109,7 @@ func (Policy) PublishDecision(id Identity, t wire.Topic) Decision {
 
 // WillAllowed reports whether id may leave a will on topic: not on a broker-only topic, not on
 // another user's topics.
-func (p Policy) WillAllowed(id Identity, topic string) bool {
+func (p Policy) WillAllowed(id Identity, clientID, topic string) bool {
 	t := wire.ParseTopic(topic)
 	switch t.Kind {
 	case wire.TopicRoom:
@@ -117,5 +117,5 @@ func (p Policy) WillAllowed(id Identity, topic string) bool {
 	case wire.TopicUserInbox:
 		return t.Name != id.User
 	}
-	return p.PublishDecision(id, t) == Allow
+	return p.PublishDecision(id, clientID, topic, t) == Allow
 }

@@ -139,11 +139,11 @@ func TestSubscribeDecision(t *testing.T) {
 	var p acl.Policy
 	for _, tc := range subscribeCases {
 		t.Run(tc.filter, func(t *testing.T) {
-			d, room := p.SubscribeDecision(alice, tc.filter)
+			d, room := p.SubscribeDecision(alice, "c1", tc.filter)
 			if got := (verdict{d, room}); got != tc.alice {
 				t.Errorf("alice: SubscribeDecision(%q) = %v, want %v", tc.filter, got, tc.alice)
 			}
-			d, room = p.SubscribeDecision(root, tc.filter)
+			d, room = p.SubscribeDecision(root, "c1", tc.filter)
 			if got := (verdict{d, room}); got != tc.root {
 				t.Errorf("admin: SubscribeDecision(%q) = %v, want %v", tc.filter, got, tc.root)
 			}
@@ -172,19 +172,19 @@ func TestSubscribeDecisionSharedSubscriptions(t *testing.T) {
 		"$SHARE/g/users/bob/inbox", // Mochi matches the prefix case-insensitively
 		"$Share/g/users/+/events",
 	} {
-		if d, room := p.SubscribeDecision(alice, f); d != acl.Deny {
+		if d, room := p.SubscribeDecision(alice, "c1", f); d != acl.Deny {
 			t.Errorf("alice: SubscribeDecision(%q) = %v, want Deny", f, verdict{d, room})
 		}
 	}
 	// A shared subscription to a single room topic must at least go through the room's
 	// permissions (or be refused): rooms/secret/events of a whitelist-only room is not public.
 	for _, f := range []string{"$share/g/rooms/secret", "$share/g/rooms/secret/events"} {
-		if d, room := p.SubscribeDecision(alice, f); d == acl.Allow {
+		if d, room := p.SubscribeDecision(alice, "c1", f); d == acl.Allow {
 			t.Errorf("alice: SubscribeDecision(%q) = %v, want Deny or AllowRoom", f, verdict{d, room})
 		}
 	}
 	// Unaffected: shared subscriptions of plain topics stay allowed.
-	if d, _ := p.SubscribeDecision(alice, "$share/g/devices/+/rpc"); d != acl.Allow {
+	if d, _ := p.SubscribeDecision(alice, "c1", "$share/g/devices/+/rpc"); d != acl.Allow {
 		t.Errorf("alice: SubscribeDecision($share/g/devices/+/rpc) = %v, want Allow", decisionName(d))
 	}
 }
@@ -225,10 +225,10 @@ func TestPublishDecision(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.topic, func(t *testing.T) {
 			topic := wire.ParseTopic(tc.topic)
-			if got := p.PublishDecision(alice, topic); got != tc.alice {
+			if got := p.PublishDecision(alice, "c1", tc.topic, topic); got != tc.alice {
 				t.Errorf("alice: PublishDecision(%q) = %s, want %s", tc.topic, decisionName(got), decisionName(tc.alice))
 			}
-			if got := p.PublishDecision(root, topic); got != tc.root {
+			if got := p.PublishDecision(root, "c1", tc.topic, topic); got != tc.root {
 				t.Errorf("admin: PublishDecision(%q) = %s, want %s", tc.topic, decisionName(got), decisionName(tc.root))
 			}
 		})
@@ -261,7 +261,7 @@ func TestWillAllowed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.topic, func(t *testing.T) {
-			if got := p.WillAllowed(alice, tc.topic); got != tc.want {
+			if got := p.WillAllowed(alice, "c1", tc.topic); got != tc.want {
 				t.Errorf("WillAllowed(alice, %q) = %v, want %v", tc.topic, got, tc.want)
 			}
 		})
@@ -275,43 +275,59 @@ func TestRoomPermissions(t *testing.T) {
 	mine := store.Room{Name: "mine", Owner: "alice", WhitelistOnly: true}
 	moderator := acl.Identity{User: "mod", Roles: []string{"moderator"}}
 	bob := acl.Identity{User: "bob"}
+	none := store.Listed{}
+	admin := store.Listed{Admin: true}
+	black := store.Listed{Blacklisted: true}
+	white := store.Listed{Whitelisted: true}
+	whiteBlack := store.Listed{Whitelisted: true, Blacklisted: true}
+	adminBlack := store.Listed{Admin: true, Blacklisted: true}
 
 	cases := []struct {
-		name   string
-		room   store.Room
-		id     acl.Identity
-		joined bool
-		join   bool
-		post   bool
-		manage bool
-		read   bool
+		name         string
+		room         store.Room
+		listed       store.Listed
+		id           acl.Identity
+		joined       bool
+		join, post   bool
+		manage, mAdm bool
+		read         bool
 	}{
-		{"open room, user, not joined", open, alice, false, true, true, false, false},
-		{"open room, user, joined", open, alice, true, true, true, false, true},
-		{"open room, owner, not joined", open, bob, false, true, true, true, true},
-		{"open room, admin, not joined", open, root, false, true, true, true, true},
-		{"open room, other role, not joined", open, moderator, false, true, true, false, false},
-		{"whitelist-only room, user, not joined", closed, alice, false, false, false, false, false},
-		{"whitelist-only room, user, still joined", closed, alice, true, false, false, false, false},
-		{"whitelist-only room, owner", closed, bob, false, true, true, true, true},
-		{"whitelist-only room, admin", closed, root, false, true, true, true, true},
-		{"whitelist-only room, admin, joined", closed, root, true, true, true, true, true},
-		{"whitelist-only room, other role", closed, moderator, true, false, false, false, false},
-		{"own whitelist-only room", mine, alice, false, true, true, true, true},
-		{"someone else's own room", mine, bob, false, false, false, false, false},
+		{"open room, user, not joined", open, none, alice, false, true, true, false, false, false},
+		{"open room, user, joined", open, none, alice, true, true, true, false, false, true},
+		{"open room, owner, not joined", open, none, bob, false, true, true, true, true, true},
+		{"open room, global admin", open, none, root, false, true, true, true, true, true},
+		{"open room, other role", open, none, moderator, false, true, true, false, false, false},
+		{"open room, blacklisted, joined", open, black, alice, true, false, false, false, false, false},
+		{"open room, room admin", open, admin, alice, false, true, true, true, false, true},
+		{"open room, blacklisted room admin", open, adminBlack, alice, false, true, true, true, false, true},
+		{"whitelist-only room, user", closed, none, alice, false, false, false, false, false, false},
+		{"whitelist-only room, user, still joined", closed, none, alice, true, false, false, false, false, false},
+		{"whitelist-only room, whitelisted", closed, white, alice, true, true, true, false, false, true},
+		{"whitelist-only room, whitelisted and blacklisted", closed, whiteBlack, alice, true, false, false, false, false, false},
+		{"whitelist-only room, room admin", closed, admin, alice, false, true, true, true, false, true},
+		{"whitelist-only room, owner", closed, none, bob, false, true, true, true, true, true},
+		{"whitelist-only room, global admin", closed, none, root, true, true, true, true, true, true},
+		{"whitelist-only room, other role", closed, none, moderator, true, false, false, false, false, false},
+		{"own whitelist-only room", mine, none, alice, false, true, true, true, true, true},
+		{"owner blacklisted in own room", mine, black, alice, false, true, true, true, true, true},
+		{"someone else's whitelist-only room", mine, none, bob, false, false, false, false, false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := p.CanJoin(tc.room, tc.id); got != tc.join {
+			a := acl.RoomAccess{Room: tc.room, Listed: tc.listed}
+			if got := p.CanJoin(a, tc.id); got != tc.join {
 				t.Errorf("CanJoin = %v, want %v", got, tc.join)
 			}
-			if got := p.CanPost(tc.room, tc.id); got != tc.post {
+			if got := p.CanPost(a, tc.id); got != tc.post {
 				t.Errorf("CanPost = %v, want %v", got, tc.post)
 			}
-			if got := p.CanManage(tc.room, tc.id); got != tc.manage {
+			if got := p.CanManage(a, tc.id); got != tc.manage {
 				t.Errorf("CanManage = %v, want %v", got, tc.manage)
 			}
-			if got := p.CanRead(tc.room, tc.id, tc.joined); got != tc.read {
+			if got := p.CanManageAdmins(a, tc.id); got != tc.mAdm {
+				t.Errorf("CanManageAdmins = %v, want %v", got, tc.mAdm)
+			}
+			if got := p.CanRead(a, tc.id, tc.joined); got != tc.read {
 				t.Errorf("CanRead(joined=%v) = %v, want %v", tc.joined, got, tc.read)
 			}
 		})
@@ -320,14 +336,24 @@ func TestRoomPermissions(t *testing.T) {
 
 func TestCanDirect(t *testing.T) {
 	var p acl.Policy
-	if !p.CanDirect(alice, "bob") {
-		t.Error("CanDirect(alice, bob) = false")
+	cases := []struct {
+		name string
+		a    acl.DirectAccess
+		from acl.Identity
+		want bool
+	}{
+		{"open", acl.DirectAccess{To: "bob"}, alice, true},
+		{"to oneself", acl.DirectAccess{To: "alice"}, alice, false},
+		{"admin to oneself", acl.DirectAccess{To: "root"}, root, false},
+		{"blacklisted", acl.DirectAccess{To: "bob", Listed: store.Listed{Blacklisted: true}}, alice, false},
+		{"whitelist-only, not listed", acl.DirectAccess{To: "bob", WhitelistOnly: true}, alice, false},
+		{"whitelist-only, whitelisted", acl.DirectAccess{To: "bob", WhitelistOnly: true, Listed: store.Listed{Whitelisted: true}}, alice, true},
+		{"global admin past a blacklist", acl.DirectAccess{To: "bob", Listed: store.Listed{Blacklisted: true}}, root, true},
 	}
-	if p.CanDirect(alice, "alice") {
-		t.Error("CanDirect(alice, alice) = true: direct messages to oneself are notAllowed")
-	}
-	if p.CanDirect(root, "root") {
-		t.Error("CanDirect(root, root) = true: admins may not message themselves either")
+	for _, tc := range cases {
+		if got := p.CanDirect(tc.a, tc.from); got != tc.want {
+			t.Errorf("%s: CanDirect = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
 
@@ -425,8 +451,8 @@ func FuzzSubscribeDecision(f *testing.F) {
 	f.Add("$share/g/users/bob/inbox") // known bug: skips while TestSubscribeDecisionSharedSubscriptions fails
 	var p acl.Policy
 	f.Fuzz(func(t *testing.T, filter string) {
-		d, room := p.SubscribeDecision(alice, filter) // must not panic on any input
-		ad, _ := p.SubscribeDecision(root, filter)
+		d, room := p.SubscribeDecision(alice, "c1", filter) // must not panic on any input
+		ad, _ := p.SubscribeDecision(root, "c1", filter)
 		if !validFilter(filter) {
 			return
 		}

@@ -82,7 +82,7 @@ func New(opts Options) (*Broker, error) {
 	mochiLog := slog.New(mochiLogHandler{log.Handler()}).With("component", "mqtt")
 	b.mqtt = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochiLog})
 
-	var policy acl.Policy
+	policy := acl.Policy{Rules: opts.TopicRules}
 	var router *hooks.Router
 	notifier := &lateNotifier{}
 	var err error
@@ -110,10 +110,17 @@ func New(opts Options) (*Broker, error) {
 	b.commands, err = commands.New(commands.Options{
 		Rooms:           b.rooms,
 		Devices:         b.devices,
+		Lists:           st,
+		ListLimit:       opts.ListLimit,
+		MaxRoomsPerUser: opts.MaxRoomsPerUser,
 		Policy:          policy,
 		RoomsManagement: opts.RoomsManagement,
-		RoomDefaults:    store.Room{NotifyUserlist: opts.NotifyUserlist, NotifyAccessLists: opts.NotifyAccessLists},
-		Logger:          log,
+		RoomDefaults: store.Room{
+			NotifyUserlist:    opts.NotifyUserlist,
+			NotifyAccessLists: opts.NotifyAccessLists,
+			MaxMessageSize:    opts.MaxRoomMessageSize,
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -121,21 +128,23 @@ func New(opts Options) (*Broker, error) {
 	auth, err := hooks.NewAuth(hooks.AuthOptions{
 		Authenticator: opts.Authenticator,
 		Policy:        policy,
-		Rooms:         b.rooms,
+		Access:        st,
 		Logger:        log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	router, err = hooks.NewRouter(hooks.RouterOptions{
-		Server:    b.mqtt,
-		Auth:      auth,
-		Rooms:     b.rooms,
-		Devices:   b.devices,
-		Commands:  b.commands,
-		Policy:    policy,
-		MaxQueued: opts.MaxQueued,
-		Logger:    log,
+		Server:       b.mqtt,
+		Auth:         auth,
+		Rooms:        b.rooms,
+		Devices:      b.devices,
+		Commands:     b.commands,
+		Policy:       policy,
+		MaxQueued:    opts.MaxQueued,
+		PublishRate:  opts.PublishRate,
+		PublishBurst: opts.PublishBurst,
+		Logger:       log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -187,6 +196,9 @@ type lateNotifier struct{ *hooks.Router }
 func (b *Broker) Start(ctx context.Context) error {
 	for _, r := range b.opts.Rooms {
 		r.NotifyUserlist, r.NotifyAccessLists = b.opts.NotifyUserlist, b.opts.NotifyAccessLists
+		if r.MaxMessageSize == 0 {
+			r.MaxMessageSize = b.opts.MaxRoomMessageSize
+		}
 		if err := b.rooms.Create(ctx, r); err != nil && !errors.Is(err, store.ErrRoomExists) {
 			return fmt.Errorf("broker: create room %q: %w", r.Name, err)
 		}

@@ -40,6 +40,9 @@ type Options struct {
 	Authenticator acl.Authenticator
 	// Admins are the users with the admin role in development mode (default ["admin"]).
 	Admins []string
+	// TopicRules judge plain topics (outside the reserved namespaces) for users without the
+	// admin role; nil allows every plain topic (the development default).
+	TopicRules *acl.Rules
 	// Checkers holds the message checkers, including custom ones; nil means the built-ins.
 	Checkers *rooms.Checkers
 
@@ -58,8 +61,20 @@ type Options struct {
 	// HistoryMaxGetMessages caps one history read (default 100).
 	HistoryMaxGetMessages int
 
+	// ListLimit caps the users on one access list (default 10000).
+	ListLimit int
+	// MaxRoomsPerUser caps the rooms a user (not a global admin) may create; 0: no limit.
+	MaxRoomsPerUser int
+	// MaxRoomMessageSize is the largest room message payload, in bytes, of the rooms that
+	// set no limit of their own (store.Room.MaxMessageSize); 0 leaves only MaxPacketSize.
+	MaxRoomMessageSize int
+
 	// MaxPacketSize is the largest MQTT packet accepted, in bytes (default 1 MiB).
 	MaxPacketSize uint32
+	// PublishRate limits the PUBLISH packets per second of one connection, with bursts of
+	// PublishBurst (default: the rate); 0 means no limit.
+	PublishRate  float64
+	PublishBurst int
 	// MaxQueued is how many packets a connection may fall behind before it is disconnected.
 	MaxQueued int
 	// ShutdownGrace bounds Shutdown when its context has no deadline (default 10 s).

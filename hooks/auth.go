@@ -13,13 +13,9 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/mqttws"
 	"github.com/roomq/roomq/store"
 )
-
-// RoomLookup finds a room's settings.
-type RoomLookup interface {
-	Room(ctx context.Context, name string) (store.Room, error)
-}
 
 // AuthOptions configure the Auth hook.
 type AuthOptions struct {
@@ -27,8 +23,8 @@ type AuthOptions struct {
 	Authenticator acl.Authenticator
 	// Policy judges topics and rooms.
 	Policy acl.Policy
-	// Rooms finds the rooms that SUBSCRIBE filters name. Required.
-	Rooms RoomLookup
+	// Access reads the rooms and access lists that SUBSCRIBE filters need. Required.
+	Access store.AccessLists
 	// Timeout bounds one authentication (default 10 s).
 	Timeout time.Duration
 	// Logger receives the hook's logs; nil means slog.Default().
@@ -41,7 +37,7 @@ type Auth struct {
 	mqtt.HookBase
 	authn   acl.Authenticator
 	policy  acl.Policy
-	rooms   RoomLookup
+	access  store.AccessLists
 	timeout time.Duration
 	log     *slog.Logger
 
@@ -53,8 +49,8 @@ var _ mqtt.Hook = (*Auth)(nil)
 
 // NewAuth returns the Auth hook.
 func NewAuth(opts AuthOptions) (*Auth, error) {
-	if opts.Authenticator == nil || opts.Rooms == nil {
-		return nil, errors.New("hooks: AuthOptions.Authenticator and AuthOptions.Rooms are required")
+	if opts.Authenticator == nil || opts.Access == nil {
+		return nil, errors.New("hooks: AuthOptions.Authenticator and AuthOptions.Access are required")
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
@@ -65,7 +61,7 @@ func NewAuth(opts AuthOptions) (*Auth, error) {
 	return &Auth{
 		authn:   opts.Authenticator,
 		policy:  opts.Policy,
-		rooms:   opts.Rooms,
+		access:  opts.Access,
 		timeout: opts.Timeout,
 		log:     opts.Logger,
 		ids:     make(map[*mqtt.Client]acl.Identity),
@@ -95,17 +91,23 @@ func (a *Auth) Identity(cl *mqtt.Client) (acl.Identity, bool) {
 func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
-	id, err := a.authn.Authenticate(ctx, acl.Credentials{
+	creds := acl.Credentials{
 		Username: string(cl.Properties.Username),
 		Password: pk.Connect.Password,
 		ClientID: cl.ID,
 		Remote:   cl.Net.Remote,
-	})
-	if err != nil {
-		a.log.Info("connection refused", logKeyClient, cl.ID, logKeyRemote, cl.Net.Remote, logKeyReason, "authentication failed")
-		return refuseConnect(cl, packets.ErrBadUsernameOrPassword, packets.ErrMalformedUsernameOrPassword)
 	}
-	if cl.Properties.Will.Flag == 1 && !a.policy.WillAllowed(id, cl.Properties.Will.TopicName) {
+	// WebSocket clients also bring the cookies and query of their upgrade request (a session
+	// cookie, a token). Never log them.
+	if hs, ok := cl.Net.Conn.(mqttws.Handshake); ok {
+		creds.Cookies = hs.Cookies()
+		creds.Query = hs.Query()
+	}
+	id, err := a.authn.Authenticate(ctx, creds)
+	if err != nil {
+		return a.refuseAuthentication(cl, err)
+	}
+	if cl.Properties.Will.Flag == 1 && !a.policy.WillAllowed(id, cl.ID, cl.Properties.Will.TopicName) {
 		a.log.Info("connection refused", logKeyClient, cl.ID, logKeyUser, id.User, logKeyTopic, cl.Properties.Will.TopicName, logKeyReason, "will topic not allowed")
 		return refuseConnect(cl, packets.ErrNotAuthorized, packets.Err3NotAuthorized)
 	}
@@ -113,6 +115,21 @@ func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	a.ids[cl] = id
 	a.mu.Unlock()
 	return nil
+}
+
+// refuseAuthentication answers a failed authentication: CONNACK 0x88 "server unavailable"
+// (v3.1.1: 0x03) when the credentials could not be checked, so that the client retries
+// later, and 0x86 "bad username or password" (v3.1.1: 0x04) otherwise
+// [MQTT-3.2.2-6]. Authenticators never put secrets in their errors, so err is logged.
+func (a *Auth) refuseAuthentication(cl *mqtt.Client, err error) error {
+	if errors.Is(err, acl.ErrAuthUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		a.log.Warn("connection refused", logKeyClient, cl.ID, logKeyRemote, cl.Net.Remote,
+			logKeyReason, "authentication unavailable", logKeyError, err)
+		return refuseConnect(cl, packets.ErrServerUnavailable, packets.Err3ServerUnavailable)
+	}
+	a.log.Info("connection refused", logKeyClient, cl.ID, logKeyRemote, cl.Net.Remote,
+		logKeyReason, "authentication failed", logKeyError, err)
+	return refuseConnect(cl, packets.ErrBadUsernameOrPassword, packets.ErrMalformedUsernameOrPassword)
 }
 
 // refuseConnect writes a refusing CONNACK with the v5 or v3.1.1 code and returns the error
@@ -147,18 +164,18 @@ func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write {
 		return true
 	}
-	decision, room := a.policy.SubscribeDecision(id, topic)
+	decision, room := a.policy.SubscribeDecision(id, cl.ID, topic)
 	switch decision {
 	case acl.Allow:
 		return true
 	case acl.AllowRoom:
 		ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 		defer cancel()
-		r, err := a.rooms.Room(ctx, room)
+		access, err := acl.LoadRoomAccess(ctx, a.access, room, id.User)
 		if err != nil {
 			return false
 		}
-		return a.policy.CanJoin(r, id)
+		return a.policy.CanJoin(access, id)
 	}
 	return false
 }

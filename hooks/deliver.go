@@ -202,8 +202,10 @@ func (s *roomSub) DeliverRoom(m *rooms.Message) {
 	s.c.out.pushItem(outItem{pk: pk, mark: &s.sent, id: m.ID})
 }
 
-// RoomRemoved implements rooms.Subscriber: the MQTT subscription ends too.
+// RoomRemoved implements rooms.Subscriber: the MQTT subscription ends too, and what was
+// queued of the room and not yet written is dropped.
 func (s *roomSub) RoomRemoved(room string) {
+	s.c.out.drop(&s.sent)
 	s.c.mu.Lock()
 	if s.c.rooms[room] == s {
 		delete(s.c.rooms, room)

@@ -93,6 +93,21 @@ func (o *outbox) signal() {
 	}
 }
 
+// drop removes the queued packets marked with mark: those of a room subscription that just
+// ended, so that nothing more of the room reaches the client.
+func (o *outbox) drop(mark *atomic.Uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	kept := o.queue[:0]
+	for _, it := range o.queue {
+		if it.mark != mark {
+			kept = append(kept, it)
+		}
+	}
+	clear(o.queue[len(kept):])
+	o.queue = kept
+}
+
 // complete releases the quota of an acknowledged packet.
 func (o *outbox) complete(id uint16) {
 	o.mu.Lock()

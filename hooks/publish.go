@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/commands"
+	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/wire"
 )
 
@@ -28,6 +30,12 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	}
 	caller := commands.Caller{Identity: c.session.Identity, ClientID: cl.ID}
 	t := wire.ParseTopic(pk.TopicName)
+	if c.limiter != nil && !c.limiter.Allow() {
+		if t.Kind == wire.TopicRPC {
+			return r.rpc(c, pk, t.Name, errRateLimited)
+		}
+		return r.refuse(cl, pk, packets.ErrQuotaExceeded, errRateLimited)
+	}
 	switch t.Kind {
 	case wire.TopicRoom:
 		ctx, cancel := r.ctx()
@@ -44,9 +52,9 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		}
 		return pk, packets.CodeSuccessIgnore
 	case wire.TopicRPC:
-		return r.rpc(c, pk, t.Name)
+		return r.rpc(c, pk, t.Name, nil)
 	}
-	if r.policy.PublishDecision(c.session.Identity, t) != acl.Allow {
+	if r.policy.PublishDecision(c.session.Identity, cl.ID, pk.TopicName, t) != acl.Allow {
 		return r.refuse(cl, pk, packets.ErrNotAuthorized, errors.New("topic not allowed"))
 	}
 	return pk, nil
@@ -64,7 +72,11 @@ func (r *Router) refuse(cl *mqtt.Client, pk packets.Packet, code packets.Code, c
 		}
 		return pk, packets.CodeSuccessIgnore
 	}
-	r.log.Info("publish refused", logKeyClient, cl.ID, logKeyTopic, pk.TopicName, logKeyReason, code.Reason, logKeyError, cause)
+	level := slog.LevelInfo
+	if errors.Is(cause, errRateLimited) {
+		level = slog.LevelDebug // a flood must not flood the log too
+	}
+	r.log.Log(context.Background(), level, "publish refused", logKeyClient, cl.ID, logKeyTopic, pk.TopicName, logKeyReason, code.Reason, logKeyError, cause)
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
 		kind := byte(packets.Puback)
 		if pk.FixedHeader.Qos == 2 {
@@ -92,6 +104,10 @@ func ack(id uint16, kind byte, code packets.Code) packets.Packet {
 
 // reasonFor maps an error of a command to the reason code of a refused PUBLISH.
 func reasonFor(err error) packets.Code {
+	var tooLarge *rooms.SizeError
+	if errors.As(err, &tooLarge) {
+		return packets.ErrPacketTooLarge
+	}
 	switch wire.CodeOf(err) {
 	case wire.CodeBadMessage:
 		return packets.ErrPayloadFormatInvalid
@@ -133,10 +149,14 @@ type rpcResponse struct {
 	CorrelationData json.RawMessage `json:"correlationData,omitempty"`
 }
 
+// errRateLimited is the error of a PUBLISH over the connection's rate limit.
+var errRateLimited = wire.NewError(wire.CodeRateLimited, "publish rate limit exceeded")
+
 // rpc runs an RPC request and publishes the response on the caller's response topic. The
 // request is acknowledged as received; failures of the command travel in the response. A
-// response topic outside users/{user}/ of the caller is refused.
-func (r *Router) rpc(c *conn, pk packets.Packet, command string) (packets.Packet, error) {
+// response topic outside users/{user}/ of the caller is refused. A non-nil refusal is answered
+// instead of running the command.
+func (r *Router) rpc(c *conn, pk packets.Packet, command string, refusal error) (packets.Packet, error) {
 	args := json.RawMessage(pk.Payload)
 	responseTopic := pk.Properties.ResponseTopic
 	correlation := pk.Properties.CorrelationData
@@ -158,9 +178,12 @@ func (r *Router) rpc(c *conn, pk packets.Packet, command string) (packets.Packet
 	var resp rpcResponse
 	var result any
 	var err error
-	if !json.Valid(args) && len(bytes.TrimSpace(args)) > 0 {
+	switch {
+	case refusal != nil:
+		err = refusal
+	case !json.Valid(args) && len(bytes.TrimSpace(args)) > 0:
 		err = wire.NewError(wire.CodeBadArgument, "arguments: invalid JSON")
-	} else {
+	default:
 		result, err = r.exec(ctx, commands.Caller{Identity: c.session.Identity, ClientID: c.cl.ID}, command, args)
 	}
 	if err != nil {

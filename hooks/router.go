@@ -11,6 +11,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/xid"
+	"golang.org/x/time/rate"
 
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/commands"
@@ -56,6 +57,11 @@ type RouterOptions struct {
 	MaxInflight int
 	// CommandTimeout bounds one command (default 10 s).
 	CommandTimeout time.Duration
+	// PublishRate limits the PUBLISH packets of one connection per second, with bursts of
+	// PublishBurst (default: the rate, at least 1); 0 means no limit. Over the limit a v5
+	// client gets 0x97 (quota exceeded) and an RPC request the error rateLimited.
+	PublishRate  float64
+	PublishBurst int
 	// Logger receives the hook's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -100,6 +106,7 @@ type conn struct {
 	cl      *mqtt.Client
 	session *devices.Session
 	out     *outbox
+	limiter *rate.Limiter // nil without a publish rate limit
 
 	mu    sync.Mutex
 	rooms map[string]*roomSub // joined rooms on this connection
@@ -118,6 +125,9 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	}
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	if opts.PublishRate > 0 && opts.PublishBurst <= 0 {
+		opts.PublishBurst = max(1, int(opts.PublishRate))
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -199,6 +209,9 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 	limit = min(limit, r.opts.MaxInflight)
 	c := &conn{cl: cl, rooms: make(map[string]*roomSub)}
+	if r.opts.PublishRate > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(r.opts.PublishRate), r.opts.PublishBurst)
+	}
 	c.out = newOutbox(cl, limit, r.opts.MaxQueued, r.spawn, func() {
 		// Called with a room's lock held: close the connection in the background, without a
 		// DISCONNECT, which could not get past the unread data anyway.

@@ -27,6 +27,9 @@ type conn struct {
 	// instead of 1000. It is owned by the Listener.
 	goingAway *atomic.Bool
 
+	// hs is what the upgrade request presented (see Handshake); read-only after newConn.
+	hs handshake
+
 	rmu  sync.Mutex // guards r and rerr; held for the whole of Read
 	r    io.Reader  // the message being read, nil between messages
 	rerr error      // sticky read error set by this wrapper
@@ -40,8 +43,8 @@ type conn struct {
 
 var _ net.Conn = (*conn)(nil)
 
-func newConn(ws *websocket.Conn, goingAway *atomic.Bool) *conn {
-	return &conn{ws: ws, goingAway: goingAway}
+func newConn(ws *websocket.Conn, goingAway *atomic.Bool, hs handshake) *conn {
+	return &conn{ws: ws, goingAway: goingAway, hs: hs}
 }
 
 // Read reads MQTT bytes from the current binary message, moving on to the next message when

@@ -191,7 +191,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(l.readLimit)
-	c := newConn(ws, &l.goingAway)
+	c := newConn(ws, &l.goingAway, newHandshake(r))
 	if !l.track(c) {
 		_ = c.Close()
 		return

@@ -9,3 +9,19 @@ var (
 	// ErrNoChecker means a room names a checker that is not registered.
 	ErrNoChecker = wire.NewError(wire.CodeBadArgument, "no such checker")
 )
+
+// SizeError is returned for a message larger than its room accepts. It carries the badMessage
+// code; callers that distinguish it (for a "packet too large" reason code) use errors.As.
+type SizeError struct {
+	Room  string
+	Size  int
+	Limit int
+}
+
+// Error implements error.
+func (e *SizeError) Error() string { return e.Unwrap().Error() }
+
+// Unwrap returns the wire error the client is told.
+func (e *SizeError) Unwrap() error {
+	return wire.Errorf(wire.CodeBadMessage, "message of %d bytes is over the limit of room %q (%d bytes)", e.Size, e.Room, e.Limit)
+}

@@ -78,7 +78,14 @@ type roomState struct {
 	// subscriber sees the room's messages in id order with no gap between replay and live.
 	mu    sync.Mutex
 	epoch string
-	subs  map[string]Subscriber
+	subs  map[string]subscription // by Subscriber.Key
+}
+
+// subscription is a subscriber of a room on this instance and whose it is.
+type subscription struct {
+	Subscriber
+	user     string
+	clientID string
 }
 
 // New returns a Service.
@@ -127,7 +134,7 @@ func (s *Service) state(room string) *roomState {
 	defer s.mu.Unlock()
 	st, ok := s.rooms[room]
 	if !ok {
-		st = &roomState{subs: make(map[string]Subscriber)}
+		st = &roomState{subs: make(map[string]subscription)}
 		s.rooms[room] = st
 	}
 	return st
@@ -181,7 +188,7 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("delete room %q: %w", name, err)
 	}
 	subs := st.subs
-	st.subs = make(map[string]Subscriber)
+	st.subs = make(map[string]subscription)
 	st.epoch = ""
 	st.mu.Unlock()
 
@@ -219,6 +226,9 @@ func (s *Service) Post(ctx context.Context, room, author, origin string, payload
 	r, err := s.Room(ctx, room)
 	if err != nil {
 		return nil, err
+	}
+	if r.MaxMessageSize > 0 && len(payload) > r.MaxMessageSize {
+		return nil, &SizeError{Room: room, Size: len(payload), Limit: r.MaxMessageSize}
 	}
 	checker, ok := s.checkers.Get(r.Checker)
 	if !ok {
@@ -332,7 +342,7 @@ func (s *Service) Join(ctx context.Context, j Join) (Joined, error) {
 			st.mu.Unlock()
 			return Joined{}, fmt.Errorf("join room %q: %w", j.Room, err)
 		}
-		st.subs[j.Subscriber.Key()] = j.Subscriber
+		st.subs[j.Subscriber.Key()] = subscription{Subscriber: j.Subscriber, user: j.User, clientID: j.ClientID}
 	}
 	st.mu.Unlock()
 
@@ -415,6 +425,37 @@ func (s *Service) Leave(ctx context.Context, room, user, clientID, key string) (
 		}
 	}
 	return Joined{Connections: count, Changed: changed}, nil
+}
+
+// RemoveUser ends every membership of user in room at once: the user's subscribers on this
+// instance stop receiving the room before RemoveUser returns and learn it through
+// RoomRemoved, the memberships of all the user's connections end, and the user gets
+// roomAccessRemoved. It is what happens to a user who lost access to the room.
+func (s *Service) RemoveUser(ctx context.Context, room, user string) error {
+	st := s.state(room)
+	st.mu.Lock()
+	var removed []subscription
+	for key, sub := range st.subs {
+		if sub.user == user {
+			delete(st.subs, key)
+			removed = append(removed, sub)
+		}
+	}
+	st.mu.Unlock()
+	for _, sub := range removed {
+		sub.RoomRemoved(room)
+	}
+	conns, err := s.store.UserConnections(ctx, user)
+	if err != nil {
+		return fmt.Errorf("remove %q from room %q: %w", user, room, err)
+	}
+	for _, c := range conns {
+		if _, err := s.Leave(ctx, room, user, c.ClientID, ""); err != nil {
+			return fmt.Errorf("remove %q from room %q: %w", user, room, err)
+		}
+	}
+	s.notify.UserEvent(user, wire.NewEvent(wire.EventRoomAccessRemoved, map[string]any{"room": room}))
+	return nil
 }
 
 // HistoryInfo describes a room's history for the roomHistoryInfo command.
@@ -500,4 +541,13 @@ func (s *Service) ClientRooms(ctx context.Context, clientID string) ([]string, e
 		return nil, fmt.Errorf("rooms of client %q: %w", clientID, err)
 	}
 	return rooms, nil
+}
+
+// CountOwned returns how many rooms owner owns.
+func (s *Service) CountOwned(ctx context.Context, owner string) (int, error) {
+	n, err := s.store.CountOwnedRooms(ctx, owner)
+	if err != nil {
+		return 0, fmt.Errorf("rooms of %q: %w", owner, err)
+	}
+	return n, nil
 }

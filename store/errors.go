@@ -8,6 +8,10 @@ var (
 	ErrNoRoom = wire.NewError(wire.CodeNoRoom, "no such room")
 	// ErrRoomExists means a room of that name exists already.
 	ErrRoomExists = wire.NewError(wire.CodeRoomExists, "room already exists")
+	// ErrListLimit means an access list would grow beyond its limit; nothing was changed.
+	ErrListLimit = wire.NewError(wire.CodeListLimitExceeded, "access list limit exceeded")
+	// ErrNoList means a list name is not one of the access lists.
+	ErrNoList = wire.NewError(wire.CodeNoList, "no such list")
 	// ErrUnavailable means the store cannot be reached; nothing was changed.
 	ErrUnavailable = wire.NewError(wire.CodeStoreUnavailable, "store unavailable")
 )

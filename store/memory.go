@@ -37,11 +37,17 @@ type Memory struct {
 		// byUser maps a user to the set of its connections' client ids.
 		byUser map[string]map[string]struct{}
 	}
+	direct struct {
+		mu sync.Mutex
+		// byUser holds the direct-message lists of the users that have any.
+		byUser map[string]*accessState
+	}
 }
 
 var _ Store = (*Memory)(nil)
 
-// memRoom is one room: its settings, which never change, and its history.
+// memRoom is one room: its settings, which never change but for the mode, its history and
+// its access lists.
 type memRoom struct {
 	settings Room
 	epoch    string
@@ -49,6 +55,11 @@ type memRoom struct {
 	mu      sync.Mutex
 	lastID  uint64
 	history ring
+
+	acl struct {
+		mu    sync.Mutex
+		state accessState
+	}
 }
 
 // roomMembers is the membership of one room. members.mu guards it.
@@ -69,6 +80,7 @@ func NewMemory() *Memory {
 	m.members.byClient = make(map[string]map[string]struct{})
 	m.conns.byClient = make(map[string]Connection)
 	m.conns.byUser = make(map[string]map[string]struct{})
+	m.direct.byUser = make(map[string]*accessState)
 	return m
 }
 
@@ -99,7 +111,9 @@ func (m *Memory) CreateRoom(_ context.Context, room Room) error {
 	if _, ok := m.rooms.byName[room.Name]; ok {
 		return fmt.Errorf("store: create room %q: %w", room.Name, ErrRoomExists)
 	}
-	m.rooms.byName[room.Name] = &memRoom{settings: room, epoch: newEpoch()}
+	r := &memRoom{settings: room, epoch: newEpoch()}
+	r.acl.state.whitelistOnly = room.WhitelistOnly
+	m.rooms.byName[room.Name] = r
 	return nil
 }
 
@@ -109,7 +123,16 @@ func (m *Memory) Room(_ context.Context, name string) (Room, error) {
 	if r == nil {
 		return Room{}, noRoom("room", name)
 	}
-	return r.settings, nil
+	return r.current(), nil
+}
+
+// current returns the room's settings with its current mode.
+func (r *memRoom) current() Room {
+	r.acl.mu.Lock()
+	defer r.acl.mu.Unlock()
+	s := r.settings
+	s.WhitelistOnly = r.acl.state.whitelistOnly
+	return s
 }
 
 // DeleteRoom deletes a room with its history, its membership and the last-seen times of its
@@ -133,6 +156,19 @@ func (m *Memory) DeleteRoom(_ context.Context, name string) error {
 	}
 	delete(m.members.byRoom, name)
 	return nil
+}
+
+// CountOwnedRooms returns how many rooms owner owns.
+func (m *Memory) CountOwnedRooms(_ context.Context, owner string) (int, error) {
+	m.rooms.mu.RLock()
+	defer m.rooms.mu.RUnlock()
+	n := 0
+	for _, r := range m.rooms.byName {
+		if r.settings.Owner == owner {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // RoomNames returns the names of all rooms, sorted.

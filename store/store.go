@@ -16,6 +16,9 @@ type Room struct {
 	NotifyAccessLists bool
 	// NotifyUserlist enables userJoined and userLeft events on rooms/{room}/events.
 	NotifyUserlist bool
+	// MaxMessageSize is the largest message payload the room accepts, in bytes; 0 means the
+	// broker's packet size limit alone.
+	MaxMessageSize int
 	// CreatedAt is the creation time in milliseconds since the Unix epoch.
 	CreatedAt int64
 }
@@ -75,6 +78,8 @@ type Rooms interface {
 	DeleteRoom(ctx context.Context, name string) error
 	// RoomNames returns the names of all rooms, sorted.
 	RoomNames(ctx context.Context) ([]string, error)
+	// CountOwnedRooms returns how many rooms owner owns.
+	CountOwnedRooms(ctx context.Context, owner string) (int, error)
 }
 
 // History stores the message history of rooms.
@@ -127,12 +132,60 @@ type Members interface {
 	UserSeen(ctx context.Context, room, user string) (joined bool, at int64, err error)
 }
 
+// Names of access lists.
+const (
+	ListAdmins    = "adminlist"
+	ListBlacklist = "blacklist"
+	ListWhitelist = "whitelist"
+)
+
+// Scope names whose access lists and mode a call is about: a room's, or a user's
+// direct-message lists. Exactly one of its fields is set.
+type Scope struct {
+	Room string
+	User string
+}
+
+// RoomScope is the scope of a room's lists.
+func RoomScope(room string) Scope { return Scope{Room: room} }
+
+// DirectScope is the scope of a user's direct-message lists.
+func DirectScope(user string) Scope { return Scope{User: user} }
+
+// Listed tells which lists of a scope hold a user.
+type Listed struct {
+	Admin       bool
+	Blacklisted bool
+	Whitelisted bool
+}
+
+// AccessLists stores the access lists and whitelist-only modes of rooms and users. A room's
+// lists go with the room (DeleteRoom removes them, a missing room gives ErrNoRoom); a user's
+// lists exist for every user.
+type AccessLists interface {
+	// ListAdd adds users to a list and returns those that were not on it, in the given order.
+	// It returns ErrListLimit, changing nothing, when the list would hold more than limit
+	// users (limit <= 0: no limit).
+	ListAdd(ctx context.Context, scope Scope, list string, users []string, limit int) ([]string, error)
+	// ListRemove removes users from a list and returns those that were on it.
+	ListRemove(ctx context.Context, scope Scope, list string, users []string) ([]string, error)
+	// ListUsers returns the users on a list, sorted.
+	ListUsers(ctx context.Context, scope Scope, list string) ([]string, error)
+	// SetWhitelistOnly sets the mode of a scope and reports whether it changed. For a room
+	// it is the room's WhitelistOnly setting.
+	SetWhitelistOnly(ctx context.Context, scope Scope, on bool) (bool, error)
+	// Access returns the mode of a scope and the lists that hold user, in one step. For a room
+	// it also returns the room (for a user scope, Room is zero).
+	Access(ctx context.Context, scope Scope, user string) (Room, bool, Listed, error)
+}
+
 // Store is the whole of the broker's shared state.
 type Store interface {
 	Rooms
 	History
 	Connections
 	Members
+	AccessLists
 	// Ping reports whether the store can serve requests.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources. It may be called more than once.

@@ -20,6 +20,7 @@ import (
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 
+	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/hooks"
 	"github.com/roomq/roomq/rooms"
@@ -86,12 +87,49 @@ type limitsConfig struct {
 }
 
 type authConfig struct {
-	Mode   string   `koanf:"mode"`
-	Admins []string `koanf:"admins"`
+	Mode   string           `koanf:"mode"`
+	Admins []string         `koanf:"admins"`
+	Static staticAuthConfig `koanf:"static"`
+	JWT    jwtAuthConfig    `koanf:"jwt"`
+	HTTP   httpAuthConfig   `koanf:"http"`
 }
 
-// authModeNone is development mode: every user name is accepted with any password.
-const authModeNone = "none"
+type staticAuthConfig struct {
+	File string `koanf:"file"`
+}
+
+type jwtAuthConfig struct {
+	Algorithms    []string `koanf:"algorithms"`
+	Secret        string   `koanf:"secret"`
+	SecretFile    string   `koanf:"secret_file"`
+	PublicKeyFile string   `koanf:"public_key_file"`
+	Issuer        string   `koanf:"issuer"`
+	Audience      string   `koanf:"audience"`
+	QueryParam    string   `koanf:"query_param"`
+	Cookie        string   `koanf:"cookie"`
+	RolesClaim    string   `koanf:"roles_claim"`
+}
+
+type httpAuthConfig struct {
+	URL      string        `koanf:"url"`
+	Timeout  time.Duration `koanf:"timeout"`
+	CacheTTL time.Duration `koanf:"cache_ttl"`
+}
+
+// The values of auth.mode.
+const (
+	// authModeNone is development mode: every user name is accepted with any password.
+	authModeNone = "none"
+	// authModeStatic checks passwords against the bcrypt hashes of a users file.
+	authModeStatic = "static"
+	// authModeJWT takes signed JSON Web Tokens.
+	authModeJWT = "jwt"
+	// authModeHTTP asks an HTTP backend.
+	authModeHTTP = "http"
+)
+
+// authModes lists the values of auth.mode.
+var authModes = []string{authModeNone, authModeStatic, authModeJWT, authModeHTTP}
 
 // defaultConfig returns the built-in defaults, those of broker.DefaultOptions and of the
 // packages it assembles.
@@ -119,7 +157,16 @@ func defaultConfig() config {
 			MaxPacketSize: broker.DefaultMaxPacketSize,
 			MaxQueued:     hooks.DefaultMaxQueued,
 		},
-		Auth:          authConfig{Mode: authModeNone, Admins: []string{broker.DefaultAdminUser}},
+		Auth: authConfig{
+			Mode:   authModeNone,
+			Admins: []string{broker.DefaultAdminUser},
+			JWT: jwtAuthConfig{
+				Algorithms: []string{},
+				QueryParam: acl.DefaultJWTQueryParam,
+				RolesClaim: acl.DefaultJWTRolesClaim,
+			},
+			HTTP: httpAuthConfig{Timeout: acl.DefaultHTTPAuthTimeout, CacheTTL: acl.DefaultHTTPAuthCacheTTL},
+		},
 		ShutdownGrace: broker.DefaultShutdownGrace,
 	}
 }
@@ -163,6 +210,7 @@ func newFlagSet() *pflag.FlagSet {
 // printUsage writes the command-line help to w.
 func printUsage(w io.Writer) {
 	fmt.Fprintf(w, `Usage: broker [flags]
+       broker passwd --file FILE --user NAME [--role ROLE]...
 
 Runs the roomq MQTT broker. Each setting comes from, in increasing precedence: the built-in
 defaults, the YAML file given with --config, environment variables, flags.
@@ -171,6 +219,9 @@ Environment variables are %[1]s followed by the key in upper case, with %[2]s be
 levels: %[1]sHISTORY%[2]sMAX_SIZE=500 sets history.max_size. Lists are comma-separated:
 %[1]sAUTH%[2]sADMINS=alice,bob. config.example.yaml lists and explains every key.
 Unknown keys, in the file or as %[1]s variables, are errors.
+
+"broker passwd" adds a user to, or changes a password in, the users file of auth.mode
+static; "broker passwd -h" explains it.
 
 Flags:
 %[3]s`, envPrefix, envNesting, newFlagSet().FlagUsages())

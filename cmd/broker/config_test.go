@@ -292,8 +292,8 @@ func TestInvalid(t *testing.T) {
 	}{
 		{name: "log level", file: "log: {level: loud}", want: []string{"log.level", `"loud"`}},
 		{name: "log format flag", args: []string{"--log-format", "xml"}, want: []string{"log.format", `"xml"`}},
-		{name: "auth mode", file: "auth: {mode: jwt}", want: []string{"auth.mode", `"jwt"`, "supported: none"}},
-		{name: "auth mode env", environ: []string{"ROOMQ_AUTH__MODE=static"}, want: []string{"auth.mode", `"static"`}},
+		{name: "auth mode", file: "auth: {mode: ldap}", want: []string{"auth.mode", `"ldap"`, "supported: none, static, jwt, http"}},
+		{name: "auth mode env", environ: []string{"ROOMQ_AUTH__MODE=JWT"}, want: []string{"auth.mode", `"JWT"`}},
 		{name: "no admins", file: "auth: {admins: []}", want: []string{"auth.admins"}},
 		{name: "bad admin", file: "auth: {admins: [ok, 'a/b']}", want: []string{"auth.admins[1]"}},
 		{name: "room name", file: "rooms: {defaults: [{name: 'a/b'}]}", want: []string{"rooms.defaults[0].name", `"a/b"`}},
@@ -334,7 +334,7 @@ func TestInvalid(t *testing.T) {
 		{
 			name: "every problem reported",
 			file: "log: {level: loud}\nhistory: {max_size: 0}\nauth: {mode: jwt}",
-			want: []string{"log.level", "history.max_size", "auth.mode"},
+			want: []string{"log.level", "history.max_size", "auth.jwt.algorithms"},
 		},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,8 @@ const (
 	logKeyFile  = "file"
 	logKeyEnv   = "env"
 	logKeyGrace = "grace"
+	// logKeyAuthMode is auth.mode; never log the auth settings themselves (secrets).
+	logKeyAuthMode = "auth_mode"
 )
 
 // newLogger returns a logger writing to w at level ("debug", "info", "warn" or "error") in

@@ -1,5 +1,6 @@
 // Command broker runs the roomq MQTT broker. Run it with -h for its flags; config.example.yaml
-// at the repository root documents every setting.
+// at the repository root documents every setting. `broker passwd` manages the users file of
+// auth.mode static.
 package main
 
 import (
@@ -16,6 +17,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == passwdCommand {
+		os.Exit(passwdMain(os.Args[2:]))
+	}
 	cfg, err := loadConfig(os.Args[1:], os.Environ())
 	switch {
 	case errors.Is(err, pflag.ErrHelp):
@@ -46,7 +50,7 @@ func run(cfg config) error {
 		return err
 	}
 	log := opts.Logger
-	log.Info("configuration loaded", logKeyFile, cfg.file, logKeyEnv, cfg.envVars)
+	log.Info("configuration loaded", logKeyFile, cfg.file, logKeyEnv, cfg.envVars, logKeyAuthMode, cfg.Auth.Mode)
 
 	b, err := broker.New(opts)
 	if err != nil {

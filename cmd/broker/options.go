@@ -45,9 +45,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 		ps.addf("log.format", "%v", err)
 	}
 
-	if c.Auth.Mode != authModeNone {
-		ps.addf("auth.mode", "unsupported mode %q (supported: %s)", c.Auth.Mode, authModeNone)
-	}
+	authn := c.Auth.authenticator(&ps)
 	if len(c.Auth.Admins) == 0 {
 		ps.addf("auth.admins", "must name at least one user")
 	}
@@ -105,6 +103,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	opts.AllowedOrigins = slices.Clone(c.HTTP.AllowedOrigins)
 	opts.InstanceID = c.InstanceID
 	opts.Admins = slices.Clone(c.Auth.Admins)
+	opts.Authenticator = authn
 	opts.Rooms = roomList
 	opts.NoDefaultRooms = len(roomList) == 0
 	opts.RoomsManagement = c.Rooms.Management

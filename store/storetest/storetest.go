@@ -52,6 +52,11 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ClientRooms", testClientRooms},
 		{"DeleteRoomClearsMembership", testDeleteRoomClearsMembership},
 		{"Ping", testPing},
+		{"AccessLists", testAccessLists},
+		{"AccessListLimit", testAccessListLimit},
+		{"WhitelistMode", testWhitelistMode},
+		{"AccessListsNoRoom", testAccessListsNoRoom},
+		{"CountOwnedRooms", testCountOwnedRooms},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,137 @@
+package broker_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/broker"
+	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/wire"
+)
+
+// A room message over the room's size limit is refused with 0x95 (RPC: badMessage), and the
+// room goes on.
+func TestRoomMessageSizeLimit(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.MaxRoomMessageSize = 100 })
+	c := mqtttest.Dial(t, "sid", mqtttest.Options{URL: tcpURL(b)})
+	c.MustSubscribe("rooms/general")
+	big := text(string(bytes.Repeat([]byte("x"), 200)))
+	if code := c.Publish("rooms/general", 1, big, nil); code != 0x95 {
+		t.Errorf("oversize message: 0x%02x, want 0x95", code)
+	}
+	if code := c.RPCErrorCode("roomMessage", map[string]any{"room": "general", "message": map[string]string{"textMessage": string(bytes.Repeat([]byte("x"), 200))}}); code != wire.CodeBadMessage {
+		t.Errorf("oversize roomMessage: %s, want badMessage", code)
+	}
+	if code := c.Publish("rooms/general", 1, text("small"), nil); code != 0 {
+		t.Errorf("small message: 0x%02x", code)
+	}
+	if m := decodeRoomMsg(t, c.Expect("rooms/general")); m.ID != 1 {
+		t.Errorf("got id %d, want 1: refused messages take no id", m.ID)
+	}
+}
+
+// Users may own a limited number of rooms; global admins are not limited.
+func TestRoomsPerUserLimit(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.MaxRoomsPerUser = 2 })
+	c := mqtttest.Dial(t, "rae", mqtttest.Options{URL: tcpURL(b)})
+	c.MustRPC("roomCreate", map[string]any{"room": "r1"}, nil)
+	c.MustRPC("roomCreate", map[string]any{"room": "r2"}, nil)
+	if code := c.RPCErrorCode("roomCreate", map[string]any{"room": "r3"}); code != wire.CodeNotAllowed {
+		t.Errorf("third room: %s, want notAllowed", code)
+	}
+	c.MustRPC("roomDelete", map[string]any{"room": "r1"}, nil)
+	c.MustRPC("roomCreate", map[string]any{"room": "r3"}, nil)
+	admin := mqtttest.Dial(t, "admin", mqtttest.Options{URL: tcpURL(b)})
+	for _, r := range []string{"a1", "a2", "a3"} {
+		admin.MustRPC("roomCreate", map[string]any{"room": r}, nil)
+	}
+}
+
+// With deny-by-default topic rules, a device may use only devices/{its client id}/#; the
+// reserved namespaces keep their own rules and admins are not bound by topic rules.
+func TestTopicRules(t *testing.T) {
+	rules, err := acl.NewRules([]acl.Rule{{Allow: true, Access: acl.AccessBoth, Pattern: "devices/%c/#"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.TopicRules = rules })
+	dev := mqtttest.Dial(t, "dev", mqtttest.Options{URL: tcpURL(b), ClientID: "d1"})
+	subs := map[string]byte{
+		"devices/d1/#":       0x01,
+		"devices/d1/cmd":     0x01,
+		"devices/d2/cmd":     0x87,
+		"devices/+/cmd":      0x87,
+		"sensors/x":          0x87,
+		"users/dev/#":        0x01,
+		"presence/+":         0x01,
+		"rooms/general":      0x01,
+		"$share/g/devices/#": 0x87,
+	}
+	for filter, want := range subs {
+		if got := dev.Subscribe(nil, paho.SubscribeOptions{Topic: filter, QoS: 1})[0]; got != want {
+			t.Errorf("subscribe %s: 0x%02x, want 0x%02x", filter, got, want)
+		}
+	}
+	pubs := map[string]byte{
+		"devices/d1/state": 0x00,
+		"devices/d2/state": 0x87,
+		"sensors/x":        0x87,
+		"users/dev/notes":  0x00,
+	}
+	for topic, want := range pubs {
+		if got := dev.Publish(topic, 1, []byte(`{"ok":true}`), nil); got != want {
+			t.Errorf("publish %s: 0x%02x, want 0x%02x", topic, got, want)
+		}
+	}
+	if code := dev.Publish("rooms/general", 1, text("rooms still work"), nil); code != 0 {
+		t.Errorf("room message: 0x%02x", code)
+	}
+	// A will outside the allowed topics is refused at CONNECT.
+	c := mqtttest.Dial(t, "dev", mqtttest.Options{URL: tcpURL(b), ClientID: "d3", NoFail: true, Connect: func(cp *paho.Connect) {
+		cp.WillMessage = &paho.WillMessage{Topic: "devices/d1/status", Payload: []byte("x")}
+	}})
+	if c.Connack == nil || c.Connack.ReasonCode != 0x87 {
+		t.Errorf("will on another device's topic: %+v, want 0x87", c.Connack)
+	}
+	admin := mqtttest.Dial(t, "admin", mqtttest.Options{URL: tcpURL(b)})
+	if got := admin.Subscribe(nil, paho.SubscribeOptions{Topic: "#", QoS: 1})[0]; got != 0x01 {
+		t.Errorf("admin subscribe #: 0x%02x", got)
+	}
+}
+
+// Over its publish rate a connection gets 0x97 (RPC: rateLimited); others are unaffected and
+// nothing refused is stored.
+func TestPublishRateLimit(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.PublishRate, o.PublishBurst = 1, 3 })
+	fast := mqtttest.Dial(t, "fast", mqtttest.Options{URL: tcpURL(b)})
+	calm := mqtttest.Dial(t, "calm", mqtttest.Options{URL: tcpURL(b)})
+	accepted, limited := 0, 0
+	for i := 0; i < 10; i++ {
+		switch code := fast.Publish("rooms/general", 1, text("spam"), nil); code {
+		case 0:
+			accepted++
+		case 0x97:
+			limited++
+		default:
+			t.Fatalf("publish %d: 0x%02x", i, code)
+		}
+	}
+	if limited == 0 || accepted < 3 {
+		t.Fatalf("accepted %d, limited %d: want the burst of 3 accepted and the rest limited", accepted, limited)
+	}
+	if _, rerr := fast.RPCRaw("roomHistoryInfo", []byte(`{"room":"general"}`)); rerr == nil || rerr.Code != wire.CodeRateLimited {
+		t.Errorf("RPC over the limit: %+v, want rateLimited", rerr)
+	}
+	if code := calm.Publish("rooms/general", 1, text("hello"), nil); code != 0 {
+		t.Errorf("another client: 0x%02x", code)
+	}
+	var info struct{ LastMessageID uint64 }
+	calm.MustSubscribe("rooms/general")
+	calm.MustRPC("roomHistoryInfo", map[string]any{"room": "general"}, &info)
+	if info.LastMessageID != uint64(accepted+1) {
+		t.Errorf("last id %d, want %d: only accepted messages are stored", info.LastMessageID, accepted+1)
+	}
+}
