@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,7 @@ type Broker struct {
 	commands *commands.Service
 	mqtt     *mqtt.Server
 	tcp      *listeners.TCP
+	tls      *listeners.TCP
 	ws       *mqttws.Listener
 	http     *http.Server
 	httpLn   net.Listener
@@ -129,7 +131,11 @@ func New(opts Options) (*Broker, error) {
 		Authenticator: opts.Authenticator,
 		Policy:        policy,
 		Access:        st,
+		Connections:   st,
 		Logger:        log,
+
+		MaxConnectionsPerUser:         opts.MaxConnectionsPerUser,
+		MaxSubscriptionsPerConnection: opts.MaxSubscriptionsPerConnection,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -164,6 +170,15 @@ func New(opts Options) (*Broker, error) {
 			return nil, fmt.Errorf("broker: listen for MQTT on %s: %w", opts.MQTTAddr, err)
 		}
 	}
+	if (opts.MQTTTLSAddr != "" || opts.HTTPTLS) && opts.TLS == nil {
+		return nil, errors.New("broker: MQTTTLSAddr and HTTPTLS need Options.TLS")
+	}
+	if opts.MQTTTLSAddr != "" {
+		b.tls = listeners.NewTCP(listeners.Config{ID: "tls", Address: opts.MQTTTLSAddr, TLSConfig: opts.TLS})
+		if err := b.mqtt.AddListener(b.tls); err != nil {
+			return nil, fmt.Errorf("broker: listen for MQTT over TLS on %s: %w", opts.MQTTTLSAddr, err)
+		}
+	}
 	if opts.HTTPAddr != "" {
 		b.ws, err = mqttws.New(mqttws.Options{
 			ID:             "ws",
@@ -181,6 +196,9 @@ func New(opts Options) (*Broker, error) {
 		ln, err := net.Listen("tcp", opts.HTTPAddr)
 		if err != nil {
 			return nil, fmt.Errorf("broker: listen for HTTP on %s: %w", opts.HTTPAddr, err)
+		}
+		if opts.HTTPTLS {
+			ln = tls.NewListener(ln, opts.TLS)
 		}
 		b.httpLn = ln
 		b.http = &http.Server{Handler: b.routes(), ReadHeaderTimeout: defaultReadHeaderTime}
@@ -226,6 +244,14 @@ func (b *Broker) MQTTAddr() string {
 		return ""
 	}
 	return b.tcp.Address()
+}
+
+// MQTTTLSAddr returns the address the MQTT over TLS listener is bound to, or "" without one.
+func (b *Broker) MQTTTLSAddr() string {
+	if b.tls == nil {
+		return ""
+	}
+	return b.tls.Address()
 }
 
 // HTTPAddr returns the address the HTTP server is bound to, or "" without one.

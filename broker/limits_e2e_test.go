@@ -135,3 +135,46 @@ func TestPublishRateLimit(t *testing.T) {
 		t.Errorf("last id %d, want %d: only accepted messages are stored", info.LastMessageID, accepted+1)
 	}
 }
+
+// A user's connections beyond the limit are refused with 0x97; taking over one's own client id
+// is not a new connection.
+func TestConnectionsPerUserLimit(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.MaxConnectionsPerUser = 2 })
+	mqtttest.Dial(t, "cora", mqtttest.Options{URL: tcpURL(b), ClientID: "c1"})
+	mqtttest.Dial(t, "cora", mqtttest.Options{URL: tcpURL(b), ClientID: "c2"})
+	third := mqtttest.Dial(t, "cora", mqtttest.Options{URL: wsURL(b), ClientID: "c3", NoFail: true})
+	if third.Connack == nil || third.Connack.ReasonCode != 0x97 {
+		t.Errorf("third connection: %+v, want CONNACK 0x97", third.Connack)
+	}
+	mqtttest.Dial(t, "cora", mqtttest.Options{URL: tcpURL(b), ClientID: "c2"}) // takeover
+	mqtttest.Dial(t, "other", mqtttest.Options{URL: tcpURL(b)})
+}
+
+// A connection's filters beyond the limit are refused with 0x97; resubscribing is no new
+// filter.
+func TestSubscriptionsPerConnectionLimit(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.MaxSubscriptionsPerConnection = 2 })
+	c := mqtttest.Dial(t, "sam", mqtttest.Options{URL: tcpURL(b)})
+	codes := c.Subscribe(nil,
+		paho.SubscribeOptions{Topic: "a/1", QoS: 1},
+		paho.SubscribeOptions{Topic: "rooms/general", QoS: 1},
+		paho.SubscribeOptions{Topic: "a/3", QoS: 1})
+	if codes[0] != 1 || codes[1] != 1 || codes[2] != 0x97 {
+		t.Errorf("SUBACK %x, want 01 01 97", codes)
+	}
+	if code := c.Subscribe(nil, paho.SubscribeOptions{Topic: "a/1", QoS: 0})[0]; code != 0 {
+		t.Errorf("resubscribe: 0x%02x, want 0x00", code)
+	}
+	v3, err := mqtttest.DialV3(t, tcpURL(b), "val", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v3.Subscribe("x/1")
+	v3.Subscribe("x/2")
+	if code := v3.Subscribe("x/3"); code != 0x80 {
+		t.Errorf("v3 third filter: 0x%02x, want 0x80", code)
+	}
+	// The granted room filter joined.
+	c.Publish("rooms/general", 1, text("hi"), nil)
+	c.Expect("rooms/general")
+}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -27,6 +28,12 @@ type Options struct {
 	MQTTAddr string
 	// HTTPAddr is the HTTP listen address (/mqtt, /healthz, /readyz); empty disables it.
 	HTTPAddr string
+	// MQTTTLSAddr is the listen address of MQTT over TLS (usually ":8883"); it needs TLS.
+	MQTTTLSAddr string
+	// TLS holds the certificates of the TLS listeners; nil means no TLS.
+	TLS *tls.Config
+	// HTTPTLS serves HTTP, and so MQTT over WebSocket (wss://), with TLS; it needs TLS.
+	HTTPTLS bool
 	// AllowedOrigins lists the browser origins, besides the broker's own host, allowed to open
 	// MQTT over WebSocket; "*" allows all.
 	AllowedOrigins []string
@@ -71,6 +78,12 @@ type Options struct {
 
 	// MaxPacketSize is the largest MQTT packet accepted, in bytes (default 1 MiB).
 	MaxPacketSize uint32
+	// MaxConnectionsPerUser refuses a user's connections beyond this many (CONNACK 0x97);
+	// 0 means no limit. Global admins are not limited.
+	MaxConnectionsPerUser int
+	// MaxSubscriptionsPerConnection refuses a connection's filters beyond this many (SUBACK
+	// 0x97); 0 means no limit.
+	MaxSubscriptionsPerConnection int
 	// PublishRate limits the PUBLISH packets per second of one connection, with bursts of
 	// PublishBurst (default: the rate); 0 means no limit.
 	PublishRate  float64

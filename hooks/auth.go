@@ -25,6 +25,14 @@ type AuthOptions struct {
 	Policy acl.Policy
 	// Access reads the rooms and access lists that SUBSCRIBE filters need. Required.
 	Access store.AccessLists
+	// Connections counts the connections of users, for MaxConnectionsPerUser.
+	Connections store.Connections
+	// MaxConnectionsPerUser refuses a user's connection beyond this many (CONNACK 0x97, v3.1.1
+	// 0x03); 0 means no limit. Global admins are not limited.
+	MaxConnectionsPerUser int
+	// MaxSubscriptionsPerConnection refuses the filters of a connection beyond this many
+	// (SUBACK 0x97, v3.1.1 0x80); 0 means no limit.
+	MaxSubscriptionsPerConnection int
 	// Timeout bounds one authentication (default 10 s).
 	Timeout time.Duration
 	// Logger receives the hook's logs; nil means slog.Default().
@@ -38,11 +46,17 @@ type Auth struct {
 	authn   acl.Authenticator
 	policy  acl.Policy
 	access  store.AccessLists
+	conns   store.Connections
+	maxConn int
+	maxSubs int
 	timeout time.Duration
 	log     *slog.Logger
 
 	mu  sync.RWMutex
 	ids map[*mqtt.Client]acl.Identity
+	// overLimit holds, per client, the filters of the SUBSCRIBE being processed that are over
+	// the subscription limit, so that OnACLCheck refuses them and OnPacketEncode reports 0x97.
+	overLimit map[*mqtt.Client]map[string]bool
 }
 
 var _ mqtt.Hook = (*Auth)(nil)
@@ -51,6 +65,9 @@ var _ mqtt.Hook = (*Auth)(nil)
 func NewAuth(opts AuthOptions) (*Auth, error) {
 	if opts.Authenticator == nil || opts.Access == nil {
 		return nil, errors.New("hooks: AuthOptions.Authenticator and AuthOptions.Access are required")
+	}
+	if opts.MaxConnectionsPerUser > 0 && opts.Connections == nil {
+		return nil, errors.New("hooks: AuthOptions.Connections is required with MaxConnectionsPerUser")
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
@@ -62,9 +79,14 @@ func NewAuth(opts AuthOptions) (*Auth, error) {
 		authn:   opts.Authenticator,
 		policy:  opts.Policy,
 		access:  opts.Access,
+		conns:   opts.Connections,
+		maxConn: opts.MaxConnectionsPerUser,
+		maxSubs: opts.MaxSubscriptionsPerConnection,
 		timeout: opts.Timeout,
 		log:     opts.Logger,
 		ids:     make(map[*mqtt.Client]acl.Identity),
+
+		overLimit: make(map[*mqtt.Client]map[string]bool),
 	}, nil
 }
 
@@ -75,6 +97,7 @@ func (a *Auth) ID() string { return "roomq-auth" }
 func (a *Auth) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnDisconnect, mqtt.OnPacketEncode,
+		mqtt.OnSubscribe, mqtt.OnSubscribed,
 	}, []byte{b})
 }
 
@@ -111,10 +134,97 @@ func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		a.log.Info("connection refused", logKeyClient, cl.ID, logKeyUser, id.User, logKeyTopic, cl.Properties.Will.TopicName, logKeyReason, "will topic not allowed")
 		return refuseConnect(cl, packets.ErrNotAuthorized, packets.Err3NotAuthorized)
 	}
+	if a.maxConn > 0 && !id.IsAdmin() {
+		if err := a.checkConnections(ctx, cl, id); err != nil {
+			return err
+		}
+	}
 	a.mu.Lock()
 	a.ids[cl] = id
 	a.mu.Unlock()
 	return nil
+}
+
+// checkConnections refuses a connection beyond the user's limit. A connection that takes over
+// one of the user's client ids does not count.
+func (a *Auth) checkConnections(ctx context.Context, cl *mqtt.Client, id acl.Identity) error {
+	conns, err := a.conns.UserConnections(ctx, id.User)
+	if err != nil {
+		a.log.Warn("connection refused", logKeyClient, cl.ID, logKeyUser, id.User, logKeyReason, "store unavailable", logKeyError, err)
+		return refuseConnect(cl, packets.ErrServerUnavailable, packets.Err3ServerUnavailable)
+	}
+	for _, c := range conns {
+		if c.ClientID == cl.ID {
+			return nil
+		}
+	}
+	if len(conns) >= a.maxConn {
+		a.log.Info("connection refused", logKeyClient, cl.ID, logKeyUser, id.User, logKeyReason, "too many connections", "connections", len(conns))
+		return refuseConnect(cl, packets.ErrQuotaExceeded, packets.Err3ServerUnavailable)
+	}
+	return nil
+}
+
+// OnSubscribe notes the filters of a SUBSCRIBE that would take the connection over its
+// subscription limit; OnACLCheck refuses them.
+func (a *Auth) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if a.maxSubs <= 0 {
+		return pk
+	}
+	count := cl.State.Subscriptions.Len()
+	var over map[string]bool
+	for _, sub := range pk.Filters {
+		if _, ok := cl.State.Subscriptions.Get(sub.Filter); ok {
+			continue // a resubscription replaces, it does not add
+		}
+		if count >= a.maxSubs {
+			if over == nil {
+				over = make(map[string]bool)
+			}
+			over[sub.Filter] = true
+			continue
+		}
+		count++
+	}
+	if over != nil {
+		a.log.Info("subscriptions refused", logKeyClient, cl.ID, logKeyReason, "too many subscriptions", "limit", a.maxSubs)
+		a.mu.Lock()
+		a.overLimit[cl] = over
+		a.mu.Unlock()
+	}
+	return pk
+}
+
+// OnSubscribed gives the filters over the limit the reason code 0x97 (quota exceeded; v3.1.1
+// has only 0x80) and forgets them. Mochi v2.7.9 passes the SUBACK's own reason codes, which it
+// writes after this hook, and later hooks (the router's joins) see the change.
+func (a *Auth) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
+	if a.maxSubs <= 0 {
+		return
+	}
+	a.mu.Lock()
+	over := a.overLimit[cl]
+	delete(a.overLimit, cl)
+	a.mu.Unlock()
+	if cl.Properties.ProtocolVersion < 5 {
+		return // already 0x80
+	}
+	for i, sub := range pk.Filters {
+		if over[sub.Filter] && i < len(reasonCodes) {
+			reasonCodes[i] = packets.ErrQuotaExceeded.Code
+		}
+	}
+}
+
+// overSubscriptionLimit reports whether filter is over the connection's subscription limit in
+// the SUBSCRIBE being processed.
+func (a *Auth) overSubscriptionLimit(cl *mqtt.Client, filter string) bool {
+	if a.maxSubs <= 0 {
+		return false
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.overLimit[cl][filter]
 }
 
 // refuseAuthentication answers a failed authentication: CONNACK 0x88 "server unavailable"
@@ -164,6 +274,9 @@ func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write {
 		return true
 	}
+	if a.overSubscriptionLimit(cl, topic) {
+		return false
+	}
 	decision, room := a.policy.SubscribeDecision(id, cl.ID, topic)
 	switch decision {
 	case acl.Allow:
@@ -184,6 +297,7 @@ func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 func (a *Auth) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	a.mu.Lock()
 	delete(a.ids, cl)
+	delete(a.overLimit, cl)
 	a.mu.Unlock()
 }
 
