@@ -18,4 +18,6 @@ var (
 	ErrNotAllowed = wire.NewError(wire.CodeNotAllowed, "not allowed")
 	// ErrNotJoined means reading a room needs a joined connection, ownership or admin rights.
 	ErrNotJoined = wire.NewError(wire.CodeNotJoined, "not joined to the room")
+	// ErrBadRule means a topic ACL rule could not be parsed or is not valid.
+	ErrBadRule = errors.New("bad topic ACL rule")
 )

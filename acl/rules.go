@@ -11,9 +11,6 @@ import (
 	"github.com/roomq/roomq/wire"
 )
 
-// ErrBadRule means a topic ACL rule could not be parsed or is not valid.
-var ErrBadRule = errors.New("bad topic ACL rule")
-
 // maxTopicLength is the longest topic name or filter, in bytes [MQTT-4.7.3-3].
 const maxTopicLength = 65535
 

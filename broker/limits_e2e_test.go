@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"bytes"
+	"context"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -177,4 +178,28 @@ func TestSubscriptionsPerConnectionLimit(t *testing.T) {
 	// The granted room filter joined.
 	c.Publish("rooms/general", 1, text("hi"), nil)
 	c.Expect("rooms/general")
+}
+
+// A packet over the broker's maximum packet size ends the offending connection (Mochi v2.7.9
+// closes it without the DISCONNECT 0x95 of [MQTT-3.1.2-24]); other clients carry on and
+// nothing is stored.
+func TestMaxPacketSize(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.MaxPacketSize = 1024 })
+	good := mqtttest.Dial(t, "good", mqtttest.Options{URL: tcpURL(b)})
+	good.MustSubscribe("rooms/general")
+	big := mqtttest.Dial(t, "big", mqtttest.Options{URL: wsURL(b)})
+	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
+	defer cancel()
+	go func() {
+		_, _ = big.Paho.Publish(ctx, &paho.Publish{Topic: "rooms/general", QoS: 1, Payload: text(string(bytes.Repeat([]byte("x"), 4000)))})
+	}()
+	select {
+	case <-big.Lost():
+	case <-ctx.Done():
+		t.Fatal("oversize publisher still connected")
+	}
+	good.Publish("rooms/general", 1, text("fine"), nil)
+	if m := decodeRoomMsg(t, good.Expect("rooms/general")); m.ID != 1 {
+		t.Errorf("id %d, want 1: the oversize message must not be stored", m.ID)
+	}
 }

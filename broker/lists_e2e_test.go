@@ -223,3 +223,54 @@ func TestDirectLists(t *testing.T) {
 	admin.MustRPC("directMessage", dm, nil)
 	bob.Expect("users/bob/inbox")
 }
+
+// Access removed mid-stream: while another client keeps posting, nothing posted after the
+// blacklist command returned reaches the removed user.
+func TestAccessRemovedMidStream(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	owner := mqtttest.Dial(t, "oz", mqtttest.Options{URL: tcpURL(b)})
+	owner.MustRPC("roomCreate", map[string]any{"room": "live"}, nil)
+	owner.MustSubscribe("rooms/live")
+	victim := mqtttest.Dial(t, "vic", mqtttest.Options{URL: wsURL(b)})
+	victim.MustSubscribe("rooms/live", "users/vic/events")
+	poster := mqtttest.Dial(t, "pete", mqtttest.Options{URL: tcpURL(b)})
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			poster.Publish("rooms/live", 1, text("tick"), nil)
+		}
+	}()
+	// Let the stream reach the victim, then remove them.
+	victim.Expect("rooms/live")
+	owner.MustRPC("roomAddToList", roomArgs("live", "blacklist", "vic"), nil)
+	var info struct{ LastMessageID uint64 }
+	owner.MustRPC("roomHistoryInfo", map[string]any{"room": "live"}, &info)
+	cutoff := info.LastMessageID // every message after the removal has a greater id
+	victim.ExpectEvent("users/vic/events", "roomAccessRemoved")
+	// Keep streaming until the owner has seen well past the cutoff.
+	for {
+		if m := decodeRoomMsg(t, owner.Expect("rooms/live")); m.ID > cutoff+20 {
+			break
+		}
+	}
+	close(stop)
+	<-done
+	victim.MustRPC("listOwnSockets", map[string]any{}, nil)
+	for {
+		p, ok := victim.TryNext("rooms/live")
+		if !ok {
+			break
+		}
+		if m := decodeRoomMsg(t, p); m.ID > cutoff {
+			t.Fatalf("removed user got message %d, posted after the removal (cutoff %d)", m.ID, cutoff)
+		}
+	}
+}

@@ -10,7 +10,9 @@
 //   - the net.Conn that Mochi reads MQTT packets from: binary messages only [MQTT-6.0.0-1],
 //     packets may span message boundaries [MQTT-6.0.0-2], and one message is at most
 //     Options.ReadLimit bytes;
-//   - the upgraded connections it has handed to Mochi, which it closes on Close.
+//   - the upgraded connections it has handed to Mochi, which it closes on Close;
+//   - the handshake data an authenticator may need: each connection implements Handshake,
+//     giving the cookies and query parameters of its upgrade request.
 //
 // It does not own the HTTP server: the caller creates it, chooses the path, sets its timeouts
 // (ReadHeaderTimeout bounds the time to read the upgrade request) and shuts it down. Hijacked

@@ -220,6 +220,11 @@ func (c *Client) ExpectNone(filter string, d time.Duration) {
 	}
 }
 
+// TryNext returns a message matching filter that has already arrived, without waiting.
+func (c *Client) TryNext(filter string) (*paho.Publish, bool) {
+	return c.next(filter, 0)
+}
+
 // ExpectEvent returns the next JSON event named name on topic.
 func (c *Client) ExpectEvent(topic, name string) map[string]any {
 	c.t.Helper()
@@ -249,20 +254,33 @@ func (c *Client) next(filter string, d time.Duration) (*paho.Publish, bool) {
 		}
 	}
 	c.mu.Unlock()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
+	var expired <-chan time.Time // nil: d <= 0 takes only what has arrived
+	if d > 0 {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		expired = timer.C
+	}
 	for {
-		select {
-		case p := <-c.msgs:
-			if wire.MatchTopic(filter, p.Topic) {
-				return p, true
+		var p *paho.Publish
+		if expired == nil {
+			select {
+			case p = <-c.msgs:
+			default:
+				return nil, false
 			}
-			c.mu.Lock()
-			c.pending = append(c.pending, p)
-			c.mu.Unlock()
-		case <-timer.C:
-			return nil, false
+		} else {
+			select {
+			case p = <-c.msgs:
+			case <-expired:
+				return nil, false
+			}
 		}
+		if wire.MatchTopic(filter, p.Topic) {
+			return p, true
+		}
+		c.mu.Lock()
+		c.pending = append(c.pending, p)
+		c.mu.Unlock()
 	}
 }
 
