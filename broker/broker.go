@@ -147,6 +147,7 @@ func New(opts Options) (*Broker, error) {
 		Devices:      b.devices,
 		Commands:     b.commands,
 		Policy:       policy,
+		Access:       st,
 		MaxQueued:    opts.MaxQueued,
 		PublishRate:  opts.PublishRate,
 		PublishBurst: opts.PublishBurst,

@@ -122,3 +122,38 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 	}
 	t.Logf("stuck client disconnected after %d messages", sent)
 }
+
+// A client's own packet ids never clash with the ids of the broker's unacknowledged messages
+// to it (Mochi keeps both in one map): with room messages in flight, SUBSCRIBE still works.
+func TestPacketIDsDoNotClash(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	pub := mqtttest.Dial(t, "pub", mqtttest.Options{URL: tcpURL(b)})
+	received := make(chan *paho.Publish, 100)
+	conn := packets.NewThreadSafeConn(mqtttest.DialConn(t, tcpURL(b)))
+	c := paho.NewClient(paho.ClientConfig{
+		Conn:                       conn,
+		EnableManualAcknowledgment: true, // never acknowledges: the broker's ids stay in flight
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			received <- pr.Packet
+			return true, nil
+		}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "holder", Username: "holder", UsernameFlag: true, CleanStart: true, KeepAlive: 30}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "rooms/general", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		pub.Publish("rooms/general", 1, text("x"), nil)
+		<-received
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: fmt.Sprintf("devices/%d", i), QoS: 1}}}); err != nil {
+			t.Fatalf("SUBSCRIBE %d with messages in flight: %v", i, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -272,5 +273,32 @@ func TestAccessRemovedMidStream(t *testing.T) {
 		if m := decodeRoomMsg(t, p); m.ID > cutoff {
 			t.Fatalf("removed user got message %d, posted after the removal (cutoff %d)", m.ID, cutoff)
 		}
+	}
+}
+
+// A user who lost access to a room no longer gets its events.
+func TestRoomEventsStopAfterRemoval(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	owner := mqtttest.Dial(t, "ola", mqtttest.Options{URL: tcpURL(b)})
+	owner.MustRPC("roomCreate", map[string]any{"room": "den"}, nil)
+	owner.MustSubscribe("rooms/den/events")
+	eve := mqtttest.Dial(t, "eve", mqtttest.Options{URL: tcpURL(b)})
+	eve.MustSubscribe("rooms/den/events")
+	owner.MustRPC("roomAddToList", roomArgs("den", "blacklist", "eve"), nil)
+	owner.ExpectEvent("rooms/den/events", "accessListChanged")
+	owner.MustRPC("roomAddToList", roomArgs("den", "whitelist", "zed"), nil)
+	owner.ExpectEvent("rooms/den/events", "accessListChanged")
+	eve.MustRPC("listOwnSockets", map[string]any{}, nil)
+	for {
+		p, ok := eve.TryNext("rooms/den/events")
+		if !ok {
+			break
+		}
+		if bytes.Contains(p.Payload, []byte("zed")) {
+			t.Fatalf("removed user got a later event: %s", p.Payload)
+		}
+	}
+	if subs, _ := b.Subscriptions(eve.ID); len(subs) != 1 { // only its replies topic is left
+		t.Errorf("eve's subscriptions = %v, want the events subscription gone", subs)
 	}
 }

@@ -3,6 +3,7 @@ package hooks
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/devices"
 	"github.com/roomq/roomq/rooms"
+	"github.com/roomq/roomq/store"
 	"github.com/roomq/roomq/wire"
 )
 
@@ -29,7 +31,10 @@ type message struct {
 // publish delivers m to every subscriber of its topic on this instance, except the connection
 // with client id except, through their outboxes. A retained m is also kept for later
 // subscribers.
-func (r *Router) publish(m message, except string) {
+func (r *Router) publish(m message, except string) { r.publishTo(m, except, nil) }
+
+// publishTo is publish for the subscribers that allow accepts (all when allow is nil).
+func (r *Router) publishTo(m message, except string, allow func(*conn) bool) {
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.qos, Retain: m.retain},
 		TopicName:   m.topic,
@@ -51,7 +56,7 @@ func (r *Router) publish(m message, except string) {
 			continue
 		}
 		c, ok := r.connByID(id)
-		if !ok {
+		if !ok || (allow != nil && !allow(c)) {
 			continue
 		}
 		c.out.push(packetFor(c, sub, pk))
@@ -87,8 +92,30 @@ func eventMessage(topic string, ev wire.Event) message {
 }
 
 // RoomEvent implements rooms.Notifier.
+// Only users who may still join the room get its events: a user who lost access loses the
+// events subscription at the next event.
 func (r *Router) RoomEvent(room string, ev wire.Event) {
-	r.publish(eventMessage(wire.RoomEventsTopic(room), ev), "")
+	topic := wire.RoomEventsTopic(room)
+	ctx, cancel := r.ctx()
+	defer cancel()
+	allowed := make(map[string]bool) // by user: one check per user, not per connection
+	r.publishTo(eventMessage(topic, ev), "", func(c *conn) bool {
+		id := c.session.Identity
+		ok, seen := allowed[id.User]
+		if !seen {
+			access, err := acl.LoadRoomAccess(ctx, r.access, room, id.User)
+			ok = err == nil && r.policy.CanJoin(access, id)
+			if err != nil && !errors.Is(err, store.ErrNoRoom) {
+				r.log.Error("room events access", logKeyRoom, room, logKeyUser, id.User, logKeyError, err)
+				ok = true // a store hiccup must not unsubscribe anyone
+			}
+			allowed[id.User] = ok
+		}
+		if !ok && ev["event"] != wire.EventRoomDeleted {
+			r.dropSubscription(c.cl, topic)
+		}
+		return ok || ev["event"] == wire.EventRoomDeleted
+	})
 }
 
 // UserEvent implements rooms.Notifier and devices.Notifier.

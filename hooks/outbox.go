@@ -27,6 +27,7 @@ type outbox struct {
 	mu       sync.Mutex
 	queue    []outItem
 	inflight map[uint16]struct{}
+	nextID   uint16 // the last packet id used
 	running  bool
 	closed   bool
 	wake     chan struct{}
@@ -161,12 +162,12 @@ func (o *outbox) next() (packets.Packet, bool) {
 			o.queue = nil // let the backing array go
 		}
 		if pk.FixedHeader.Qos > 0 {
-			id, err := o.cl.NextPacketID() // [MQTT-2.2.1-4]
-			if err != nil {
+			id, ok := o.packetIDLocked() // [MQTT-2.2.1-4]
+			if !ok {
 				o.mu.Unlock()
 				continue // no free packet id: the packet is dropped, as Mochi does
 			}
-			pk.PacketID = uint16(id)
+			pk.PacketID = id
 			o.inflight[pk.PacketID] = struct{}{}
 			o.cl.State.Inflight.Set(pk) // [MQTT-4.3.2-3] resent on reconnect, released by PUBACK
 			o.cl.State.Inflight.DecreaseSendQuota()
@@ -177,6 +178,31 @@ func (o *outbox) next() (packets.Packet, bool) {
 		o.mu.Unlock()
 		return pk, true
 	}
+}
+
+// Packet ids of the outbox come from the upper half of the id space. Mochi v2.7.9 keeps the
+// ids of a client's packets and of the server's packets in one inflight map, and checks a
+// client's SUBSCRIBE, UNSUBSCRIBE and QoS 1 PUBLISH against it: a client id that equals an
+// unacknowledged server id gets 0x91 (identifier in use) or, worse, deletes the server's
+// entry. Clients count their ids up from 1, so ids from 32768 up rarely meet theirs.
+const (
+	firstPacketID = 1 << 15
+	lastPacketID  = 1<<16 - 1
+)
+
+// packetIDLocked returns a packet id not in use for the client. Lock o.mu must be held.
+func (o *outbox) packetIDLocked() (uint16, bool) {
+	for range lastPacketID - firstPacketID + 1 {
+		if o.nextID < firstPacketID || o.nextID == lastPacketID {
+			o.nextID = firstPacketID
+		} else {
+			o.nextID++
+		}
+		if _, used := o.cl.State.Inflight.Get(o.nextID); !used {
+			return o.nextID, true
+		}
+	}
+	return 0, false
 }
 
 // drain writes queued packets until the queue is empty.

@@ -17,6 +17,7 @@ import (
 	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/devices"
 	"github.com/roomq/roomq/rooms"
+	"github.com/roomq/roomq/store"
 	"github.com/roomq/roomq/wire"
 )
 
@@ -49,6 +50,9 @@ type RouterOptions struct {
 	Commands *commands.Service
 	// Policy judges plain topics.
 	Policy acl.Policy
+	// Access reads rooms and access lists, to send room events only to users allowed in.
+	// Required.
+	Access store.AccessLists
 	// MaxQueued is how many packets a connection may fall behind before it is disconnected
 	// (default 10000).
 	MaxQueued int
@@ -79,6 +83,7 @@ type Router struct {
 	devices  *devices.Registry
 	commands *commands.Service
 	policy   acl.Policy
+	access   store.AccessLists
 	opts     RouterOptions
 	log      *slog.Logger
 	inline   *mqtt.Client
@@ -114,8 +119,8 @@ type conn struct {
 
 // NewRouter returns the Router hook. Install it after the Auth hook.
 func NewRouter(opts RouterOptions) (*Router, error) {
-	if opts.Server == nil || opts.Auth == nil || opts.Rooms == nil || opts.Devices == nil || opts.Commands == nil {
-		return nil, errors.New("hooks: RouterOptions.Server, Auth, Rooms, Devices and Commands are required")
+	if opts.Server == nil || opts.Auth == nil || opts.Rooms == nil || opts.Devices == nil || opts.Commands == nil || opts.Access == nil {
+		return nil, errors.New("hooks: RouterOptions.Server, Auth, Rooms, Devices, Commands and Access are required")
 	}
 	if opts.MaxQueued <= 0 {
 		opts.MaxQueued = DefaultMaxQueued
@@ -141,6 +146,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		devices:  opts.Devices,
 		commands: opts.Commands,
 		policy:   opts.Policy,
+		access:   opts.Access,
 		opts:     opts,
 		log:      opts.Logger,
 		inline:   inline,
