@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,7 +20,6 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/gorilla/websocket"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/roomq/roomq/acl"
@@ -358,14 +355,9 @@ type wsClient struct {
 // the CONNACK code in *refused and returns nil.
 func dialWS(t *testing.T, wsURL string, header http.Header, user string, refused *byte) *wsClient {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: mqtttest.Timeout}
-	ws, resp, err := d.Dial(wsURL, header)
-	if err != nil {
-		t.Fatalf("dial websocket: %v", err)
-	}
-	_ = resp.Body.Close()
+	ws := mqtttest.DialWS(t, wsURL, header)
 	c := paho.NewClient(paho.ClientConfig{
-		Conn:          packets.NewThreadSafeConn(&wsNetConn{Conn: ws}),
+		Conn:          packets.NewThreadSafeConn(ws),
 		PacketTimeout: mqtttest.Timeout,
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
@@ -402,49 +394,4 @@ func (w *wsClient) publish(payload []byte) byte {
 		w.t.Fatalf("publish: %v", err)
 	}
 	return pr.ReasonCode
-}
-
-// wsNetConn is the client side of MQTT over WebSocket as a net.Conn: binary messages, read
-// across message boundaries.
-type wsNetConn struct {
-	*websocket.Conn
-	rmu sync.Mutex
-	r   io.Reader
-	wmu sync.Mutex
-}
-
-func (c *wsNetConn) Read(p []byte) (int, error) {
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	for {
-		if c.r == nil {
-			_, r, err := c.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
-
-func (c *wsNetConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (c *wsNetConn) SetDeadline(t time.Time) error {
-	return errors.Join(c.SetReadDeadline(t), c.SetWriteDeadline(t))
 }

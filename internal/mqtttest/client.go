@@ -69,16 +69,23 @@ func DialConn(t testing.TB, url string) net.Conn {
 		}
 		return c
 	case strings.HasPrefix(url, "ws://"):
-		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: Timeout}
-		ws, resp, err := d.Dial(url, http.Header{})
-		if err != nil {
-			t.Fatalf("dial %s: %v", url, err)
-		}
-		_ = resp.Body.Close()
-		return &wsConn{Conn: ws}
+		return DialWS(t, url, http.Header{})
 	}
 	t.Fatalf("unknown URL scheme: %s", url)
 	return nil
+}
+
+// DialWS opens an MQTT over WebSocket connection to url (ws://…) whose upgrade request
+// carries header (cookies, for example), as a net.Conn of binary messages.
+func DialWS(t testing.TB, url string, header http.Header) net.Conn {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: Timeout}
+	ws, resp, err := d.Dial(url, header)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	_ = resp.Body.Close()
+	return &wsConn{Conn: ws}
 }
 
 // Dial connects user as an MQTT 5 client and fails the test if the broker refuses.
