@@ -48,14 +48,14 @@ func LoadDirectAccess(ctx context.Context, s store.AccessLists, to, from string)
 // admins, the owner and admins manage the other lists and the mode, users with the global
 // admin role may do everything, and nobody can lock out the owner or an admin.
 
-// CanManageAdmins reports whether id may change the room's adminlist: its owner, or a global
-// admin.
+// CanManageAdmins reports whether id may change the room's adminlist or delete the room: its
+// owner, or a global admin.
 func (Policy) CanManageAdmins(a RoomAccess, id Identity) bool {
 	return id.IsAdmin() || a.Room.Owner == id.User
 }
 
-// CanManage reports whether id may manage the room: delete it, change its blacklist,
-// whitelist and mode. The owner, the room's admins and global admins may.
+// CanManage reports whether id may manage the room: change its blacklist, whitelist and mode,
+// and read it without joining. The owner, the room's admins and global admins may.
 func (p Policy) CanManage(a RoomAccess, id Identity) bool {
 	return p.CanManageAdmins(a, id) || a.Listed.Admin
 }

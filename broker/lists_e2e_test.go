@@ -302,3 +302,17 @@ func TestRoomEventsStopAfterRemoval(t *testing.T) {
 		t.Errorf("eve's subscriptions = %v, want the events subscription gone", subs)
 	}
 }
+
+// Only the owner (or a global admin) deletes a room; room admins may not.
+func TestRoomDeleteOwnerOnly(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	owner := mqtttest.Dial(t, "otto", mqtttest.Options{URL: tcpURL(b)})
+	owner.MustRPC("roomCreate", map[string]any{"room": "keep"}, nil)
+	owner.MustRPC("roomAddToList", roomArgs("keep", "adminlist", "amy"), nil)
+	amy := mqtttest.Dial(t, "amy", mqtttest.Options{URL: tcpURL(b)})
+	if code := amy.RPCErrorCode("roomDelete", map[string]any{"room": "keep"}); code != wire.CodeNotAllowed {
+		t.Errorf("room admin deleting: %s, want notAllowed", code)
+	}
+	admin := mqtttest.Dial(t, "admin", mqtttest.Options{URL: tcpURL(b)})
+	admin.MustRPC("roomDelete", map[string]any{"room": "keep"}, nil)
+}

@@ -105,7 +105,7 @@ func (s *Service) roomDelete(ctx context.Context, c Caller, args json.RawMessage
 	if err != nil {
 		return nil, err
 	}
-	if !s.policy.CanManage(a, c.Identity) {
+	if !s.policy.CanManageAdmins(a, c.Identity) { // the owner (or a global admin) only
 		return nil, fmt.Errorf("delete room %q: %w", a.Room.Name, acl.ErrNotAllowed)
 	}
 	if err := s.rooms.Delete(ctx, a.Room.Name); err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/broker"
+	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/hooks"
 	"github.com/roomq/roomq/rooms"
 )
@@ -39,6 +40,8 @@ type config struct {
 	History       historyConfig `koanf:"history"`
 	Limits        limitsConfig  `koanf:"limits"`
 	Auth          authConfig    `koanf:"auth"`
+	ACL           aclConfig     `koanf:"acl"`
+	TLS           tlsConfig     `koanf:"tls"`
 	ShutdownGrace time.Duration `koanf:"shutdown_grace"`
 
 	// file is the configuration file read, or "" without one.
@@ -48,11 +51,13 @@ type config struct {
 }
 
 type mqttConfig struct {
-	Addr string `koanf:"addr"`
+	Addr    string `koanf:"addr"`
+	TLSAddr string `koanf:"tls_addr"`
 }
 
 type httpConfig struct {
 	Addr           string   `koanf:"addr"`
+	TLS            bool     `koanf:"tls"`
 	AllowedOrigins []string `koanf:"allowed_origins"`
 }
 
@@ -70,10 +75,11 @@ type roomsConfig struct {
 
 // roomConfig is one room created at start when missing.
 type roomConfig struct {
-	Name          string `koanf:"name"`
-	Owner         string `koanf:"owner"`
-	Checker       string `koanf:"checker"`
-	WhitelistOnly bool   `koanf:"whitelist_only"`
+	Name           string `koanf:"name"`
+	Owner          string `koanf:"owner"`
+	Checker        string `koanf:"checker"`
+	WhitelistOnly  bool   `koanf:"whitelist_only"`
+	MaxMessageSize int    `koanf:"max_message_size"`
 }
 
 type historyConfig struct {
@@ -82,8 +88,15 @@ type historyConfig struct {
 }
 
 type limitsConfig struct {
-	MaxPacketSize int `koanf:"max_packet_size"`
-	MaxQueued     int `koanf:"max_queued"`
+	MaxPacketSize                 int     `koanf:"max_packet_size"`
+	MaxQueued                     int     `koanf:"max_queued"`
+	ListLimit                     int     `koanf:"list_limit"`
+	MaxRoomsPerUser               int     `koanf:"max_rooms_per_user"`
+	MaxRoomMessageSize            int     `koanf:"max_room_message_size"`
+	PublishRate                   float64 `koanf:"publish_rate"`
+	PublishBurst                  int     `koanf:"publish_burst"`
+	MaxConnectionsPerUser         int     `koanf:"max_connections_per_user"`
+	MaxSubscriptionsPerConnection int     `koanf:"max_subscriptions_per_connection"`
 }
 
 type authConfig struct {
@@ -116,6 +129,19 @@ type httpAuthConfig struct {
 	CacheTTL time.Duration `koanf:"cache_ttl"`
 }
 
+// aclConfig holds the topic ACL rules of plain topics, in the text form of acl.ParseRule.
+type aclConfig struct {
+	Default string   `koanf:"default"`
+	Rules   []string `koanf:"rules"`
+}
+
+// tlsConfig names the certificate of the TLS listeners (mqtt.tls_addr, http.tls).
+type tlsConfig struct {
+	CertFile   string `koanf:"cert_file"`
+	KeyFile    string `koanf:"key_file"`
+	MinVersion string `koanf:"min_version"`
+}
+
 // The values of auth.mode.
 const (
 	// authModeNone is development mode: every user name is accepted with any password.
@@ -130,6 +156,20 @@ const (
 
 // authModes lists the values of auth.mode.
 var authModes = []string{authModeNone, authModeStatic, authModeJWT, authModeHTTP}
+
+// The values of acl.default: what the topic rules decide for a plain topic no rule matches.
+const (
+	// aclAllow allows it: the development default, any MQTT client works out of the box.
+	aclAllow = "allow"
+	// aclDeny refuses it: only what a rule allows is open.
+	aclDeny = "deny"
+)
+
+// The values of tls.min_version.
+const (
+	tlsVersion12 = "1.2"
+	tlsVersion13 = "1.3"
+)
 
 // defaultConfig returns the built-in defaults, those of broker.DefaultOptions and of the
 // packages it assembles.
@@ -156,6 +196,7 @@ func defaultConfig() config {
 		Limits: limitsConfig{
 			MaxPacketSize: broker.DefaultMaxPacketSize,
 			MaxQueued:     hooks.DefaultMaxQueued,
+			ListLimit:     commands.DefaultListLimit,
 		},
 		Auth: authConfig{
 			Mode:   authModeNone,
@@ -167,6 +208,8 @@ func defaultConfig() config {
 			},
 			HTTP: httpAuthConfig{Timeout: acl.DefaultHTTPAuthTimeout, CacheTTL: acl.DefaultHTTPAuthCacheTTL},
 		},
+		ACL:           aclConfig{Default: aclAllow, Rules: []string{}},
+		TLS:           tlsConfig{MinVersion: tlsVersion12},
 		ShutdownGrace: broker.DefaultShutdownGrace,
 	}
 }
@@ -217,8 +260,9 @@ defaults, the YAML file given with --config, environment variables, flags.
 
 Environment variables are %[1]s followed by the key in upper case, with %[2]s between
 levels: %[1]sHISTORY%[2]sMAX_SIZE=500 sets history.max_size. Lists are comma-separated:
-%[1]sAUTH%[2]sADMINS=alice,bob. config.example.yaml lists and explains every key.
-Unknown keys, in the file or as %[1]s variables, are errors.
+%[1]sAUTH%[2]sADMINS=alice,bob. config.example.yaml lists and explains every key;
+config.production.yaml is a commented starting point for production. Unknown keys, in the
+file or as %[1]s variables, are errors.
 
 "broker passwd" adds a user to, or changes a password in, the users file of auth.mode
 static; "broker passwd -h" explains it.

@@ -2,10 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,7 +21,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/broker"
+	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/hooks"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
@@ -43,6 +50,7 @@ func wantDefaultOptions() broker.Options {
 	o.HistoryMaxGetMessages = rooms.DefaultHistoryMaxGetMessages
 	o.MaxPacketSize = broker.DefaultMaxPacketSize
 	o.MaxQueued = hooks.DefaultMaxQueued
+	o.ListLimit = commands.DefaultListLimit
 	o.ShutdownGrace = broker.DefaultShutdownGrace
 	o.Logger = discard
 	return o
@@ -318,7 +326,7 @@ func TestInvalid(t *testing.T) {
 		{name: "negative duration", file: "shutdown_grace: -1s", want: []string{"shutdown_grace", "positive"}},
 		{name: "unknown top-level key", file: "histroy: {max_size: 5}", want: []string{"histroy.max_size", "unknown key", "did you mean history.max_size"}},
 		{name: "unknown nested key", file: "history: {maxsize: 5}", want: []string{"history.maxsize", "did you mean history.max_size"}},
-		{name: "unknown key no suggestion", file: "tls: {cert: x.pem}", want: []string{"tls.cert", "unknown key"}},
+		{name: "unknown key no suggestion", file: "cluster: {peers: [a]}", want: []string{"cluster.peers", "unknown key"}},
 		{name: "unknown key case", file: "MQTT: {addr: ':1'}", want: []string{"MQTT.addr", "did you mean mqtt.addr"}},
 		{name: "section as value", file: "mqtt: 1883", want: []string{"mqtt", "section", "mqtt.addr"}},
 		{name: "null section", file: "history: null", want: []string{"history", "section"}},
@@ -326,7 +334,40 @@ func TestInvalid(t *testing.T) {
 		{name: "env section and key", environ: []string{"ROOMQ_HISTORY=1", "ROOMQ_HISTORY__MAX_SIZE=5"}, want: []string{"ROOMQ_HISTORY: is a section"}},
 		{name: "env section", environ: []string{"ROOMQ_LOG=debug"}, want: []string{"ROOMQ_LOG", "ROOMQ_LOG__LEVEL"}},
 		{name: "bad address", args: []string{"--mqtt-addr", "localhost"}, want: []string{"mqtt.addr"}},
-		{name: "no listener", args: []string{"--mqtt-addr", "", "--http-addr", ""}, want: []string{"mqtt.addr, http.addr"}},
+		{name: "bad tls address", file: "mqtt: {tls_addr: '8883'}", want: []string{"mqtt.tls_addr"}},
+
+		{name: "acl default", file: "acl: {default: open}", want: []string{"acl.default", `"open"`, "allow or deny"}},
+		{name: "acl rule action", file: "acl: {rules: ['allow pub a/#', 'permit pub b']}", want: []string{"acl.rules[1]", `unknown action "permit"`}},
+		{name: "acl rule access", file: "acl: {rules: ['allow publish a']}", want: []string{"acl.rules[0]", `unknown access "publish"`}},
+		{name: "acl rule placeholder", file: "acl: {rules: ['allow pubsub devices/%x/#']}", want: []string{"acl.rules[0]", `"%x"`}},
+		{name: "acl rule filter", file: "acl: {rules: ['deny sub a/#/b']}", want: []string{"acl.rules[0]", "last level"}},
+		// An unquoted " #" starts a YAML comment: the rule loses its filter.
+		{name: "acl rule comment", file: "acl:\n  rules:\n    - deny sub #\n", want: []string{"acl.rules[0]", "missing topic filter"}},
+		{name: "acl rules env", environ: []string{"ROOMQ_ACL__RULES=allow pub a/#,allow"}, want: []string{"acl.rules[1]"}},
+		{name: "acl rules every problem", file: "acl: {default: x, rules: [nope, 'allow pub a', '']}", want: []string{"acl.default", "acl.rules[0]", "acl.rules[2]"}},
+
+		{name: "zero list limit", file: "limits: {list_limit: 0}", want: []string{"limits.list_limit", "positive"}},
+		{name: "negative rooms per user", file: "limits: {max_rooms_per_user: -1}", want: []string{"limits.max_rooms_per_user", "negative"}},
+		{name: "negative room message size", file: "limits: {max_room_message_size: -1}", want: []string{"limits.max_room_message_size", "negative"}},
+		{name: "negative publish rate", file: "limits: {publish_rate: -0.5}", want: []string{"limits.publish_rate", "negative"}},
+		{name: "infinite publish rate", file: "limits: {publish_rate: .inf}", want: []string{"limits.publish_rate"}},
+		{name: "NaN publish rate", environ: []string{"ROOMQ_LIMITS__PUBLISH_RATE=NaN"}, want: []string{"limits.publish_rate"}},
+		{name: "publish rate not a number", environ: []string{"ROOMQ_LIMITS__PUBLISH_RATE=fast"}, want: []string{"ROOMQ_LIMITS__PUBLISH_RATE"}},
+		{name: "negative publish burst", file: "limits: {publish_rate: 1, publish_burst: -1}", want: []string{"limits.publish_burst", "negative"}},
+		{name: "burst without rate", file: "limits: {publish_burst: 10}", want: []string{"limits.publish_burst", "limits.publish_rate is 0"}},
+		{name: "fractional burst", file: "limits: {publish_rate: 1, publish_burst: 1.5}", want: []string{"limits.publish_burst", "whole number"}},
+		{name: "negative connections", environ: []string{"ROOMQ_LIMITS__MAX_CONNECTIONS_PER_USER=-2"}, want: []string{"limits.max_connections_per_user", "negative"}},
+		{name: "negative subscriptions", file: "limits: {max_subscriptions_per_connection: -1}", want: []string{"limits.max_subscriptions_per_connection", "negative"}},
+		{name: "negative room size", file: "rooms: {defaults: [{name: x}, {name: y, max_message_size: -1}]}", want: []string{"rooms.defaults[1].max_message_size", "negative"}},
+
+		{name: "tls addr without cert", file: "mqtt: {tls_addr: ':8883'}", want: []string{"tls.cert_file: required when mqtt.tls_addr is set", "tls.key_file: required when mqtt.tls_addr is set"}},
+		{name: "https without cert", environ: []string{"ROOMQ_HTTP__TLS=true"}, want: []string{"tls.cert_file: required when http.tls is true", "tls.key_file"}},
+		{name: "tls without key", file: "mqtt: {tls_addr: ':8883'}\nhttp: {tls: true}\ntls: {cert_file: c.pem}", want: []string{"tls.key_file: required when mqtt.tls_addr is set and http.tls is true"}},
+		{name: "https without http", file: "http: {addr: '', tls: true}\ntls: {cert_file: c.pem, key_file: k.pem}", want: []string{"http.tls", "http.addr is empty"}},
+		{name: "cert without listener", file: "tls: {cert_file: c.pem, key_file: k.pem}", want: []string{"tls.cert_file: is set, but no listener uses TLS", "tls.key_file: is set"}},
+		{name: "tls version", file: "tls: {min_version: '1.1'}", want: []string{"tls.min_version", `"1.1"`}},
+		{name: "tls version number", file: "tls: {min_version: 1.0}", want: []string{"tls.min_version"}},
+		{name: "no listener", args: []string{"--mqtt-addr", "", "--http-addr", ""}, want: []string{"mqtt.addr, mqtt.tls_addr, http.addr"}},
 		{name: "bad origin", file: "http: {allowed_origins: ['*', 'https://ok.example', 'https://x.example/path']}", want: []string{"http.allowed_origins[2]"}},
 		{name: "bad instance id", args: []string{"--instance-id", "a/b"}, want: []string{"instance_id"}},
 		{name: "yaml syntax", file: "mqtt: [", want: []string{"config file"}},
@@ -453,6 +494,8 @@ func TestSuggest(t *testing.T) {
 		"shutdown.grace":          "shutdown_grace",
 		"rooms.notify_user_list":  "rooms.notify_userlist",
 		"tls.cert":                "",
+		"tls.certfile":            "tls.cert_file",
+		"limits.publishrate":      "limits.publish_rate",
 		"something.else.entirely": "",
 	}
 	for in, want := range tests {
@@ -470,6 +513,12 @@ func FuzzConfigFile(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(example)
+	production, err := os.ReadFile(productionFile)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(production)
+	f.Add([]byte("acl: {default: deny, rules: ['allow pubsub devices/%c/#']}\nlimits: {publish_rate: 0.5, max_room_message_size: 10}\n"))
 	f.Add([]byte("rooms: {defaults: [{name: x, checker: json}]}\nshutdown_grace: 1s\n"))
 	f.Add([]byte("mqtt: null\nhttp: {addr: ':0'}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -491,5 +540,262 @@ func FuzzConfigFile(f *testing.F) {
 		if slices.ContainsFunc(opts.Rooms, func(r store.Room) bool { return r.Owner == "" }) {
 			t.Errorf("accepted a room without owner: %+v", opts.Rooms)
 		}
+		if (opts.MQTTTLSAddr != "" || opts.HTTPTLS) && opts.TLS == nil {
+			t.Errorf("accepted a TLS listener without TLS: %+v", opts)
+		}
+		if opts.ListLimit <= 0 || opts.PublishRate < 0 || opts.PublishBurst < 0 || opts.MaxRoomMessageSize < 0 ||
+			opts.MaxRoomsPerUser < 0 || opts.MaxConnectionsPerUser < 0 || opts.MaxSubscriptionsPerConnection < 0 {
+			t.Errorf("accepted bad limits: %+v", opts)
+		}
 	})
+}
+
+func TestLimits(t *testing.T) {
+	const file = `
+limits:
+  list_limit: 50
+  max_rooms_per_user: 3
+  max_room_message_size: 2048
+  publish_rate: 2.5
+  publish_burst: 7
+  max_connections_per_user: 4
+  max_subscriptions_per_connection: 9
+rooms:
+  defaults:
+    - {name: small, max_message_size: 100}
+    - {name: default}
+`
+	_, o, err := load(t, file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "ListLimit", o.ListLimit, 50)
+	check(t, "MaxRoomsPerUser", o.MaxRoomsPerUser, 3)
+	check(t, "MaxRoomMessageSize", o.MaxRoomMessageSize, 2048)
+	check(t, "PublishRate", o.PublishRate, 2.5)
+	check(t, "PublishBurst", o.PublishBurst, 7)
+	check(t, "MaxConnectionsPerUser", o.MaxConnectionsPerUser, 4)
+	check(t, "MaxSubscriptionsPerConnection", o.MaxSubscriptionsPerConnection, 9)
+	// A room without its own size is left at 0: the broker gives it MaxRoomMessageSize.
+	check(t, "Rooms[].MaxMessageSize", []int{o.Rooms[0].MaxMessageSize, o.Rooms[1].MaxMessageSize}, []int{100, 0})
+
+	// The environment sets them too, the rate as a fraction.
+	_, o, err = load(t, "", []string{
+		"ROOMQ_LIMITS__PUBLISH_RATE=0.5", "ROOMQ_LIMITS__MAX_CONNECTIONS_PER_USER=20",
+		"ROOMQ_LIMITS__MAX_SUBSCRIPTIONS_PER_CONNECTION=100", "ROOMQ_LIMITS__LIST_LIMIT=1",
+		"ROOMQ_LIMITS__MAX_ROOMS_PER_USER=0", "ROOMQ_LIMITS__MAX_ROOM_MESSAGE_SIZE=65536",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "PublishRate", o.PublishRate, 0.5)
+	check(t, "PublishBurst", o.PublishBurst, 0)
+	check(t, "MaxConnectionsPerUser", o.MaxConnectionsPerUser, 20)
+	check(t, "MaxSubscriptionsPerConnection", o.MaxSubscriptionsPerConnection, 100)
+	check(t, "ListLimit", o.ListLimit, 1)
+	check(t, "MaxRoomsPerUser", o.MaxRoomsPerUser, 0)
+	check(t, "MaxRoomMessageSize", o.MaxRoomMessageSize, 65536)
+}
+
+func TestTopicRules(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		environ []string
+		// nilRules is true when every plain topic stays open without rules.
+		nilRules bool
+		// allowed and denied are "pub TOPIC" or "sub FILTER" of user alice, client c1.
+		allowed, denied []string
+	}{
+		{name: "default", nilRules: true},
+		{name: "explicit allow without rules", file: "acl: {default: allow, rules: []}", nilRules: true},
+		{
+			name:    "deny with a device rule",
+			file:    "acl:\n  default: deny\n  rules:\n    - \"allow pubsub devices/%c/#\"\n    - allow sub devices/+/status\n",
+			allowed: []string{"pub devices/c1/temp", "sub devices/c1/#", "sub devices/+/status"},
+			denied:  []string{"pub devices/c2/temp", "sub devices/+/temp", "pub other", "sub #"},
+		},
+		{
+			name:    "allow with a deny rule",
+			file:    "acl: {rules: ['deny pub secret/#', 'deny sub \"secret/#\"']}",
+			allowed: []string{"pub other", "sub public/+"},
+			denied:  []string{"pub secret/x", "sub #"},
+		},
+		{
+			name:    "first match decides",
+			file:    "acl: {default: deny, rules: ['deny pub scratch/%u/ro', 'allow pubsub scratch/%u/#']}",
+			allowed: []string{"pub scratch/alice/rw", "sub scratch/alice/ro"},
+			denied:  []string{"pub scratch/alice/ro", "pub scratch/bob/rw"},
+		},
+		{
+			name:    "from the environment",
+			environ: []string{"ROOMQ_ACL__DEFAULT=deny", "ROOMQ_ACL__RULES=allow pub up/%u, allow sub down/%u"},
+			allowed: []string{"pub up/alice", "sub down/alice"},
+			denied:  []string{"sub up/alice", "pub down/alice"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, o, err := load(t, tt.file, tt.environ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (o.TopicRules == nil) != tt.nilRules {
+				t.Fatalf("TopicRules = %v, want nil: %v", o.TopicRules, tt.nilRules)
+			}
+			judge := func(op string) bool {
+				kind, topic, _ := strings.Cut(op, " ")
+				if kind == "pub" {
+					return o.TopicRules.Publish("alice", "c1", topic)
+				}
+				return o.TopicRules.Subscribe("alice", "c1", topic)
+			}
+			for _, op := range tt.allowed {
+				if !judge(op) {
+					t.Errorf("%s refused", op)
+				}
+			}
+			for _, op := range tt.denied {
+				if judge(op) {
+					t.Errorf("%s allowed", op)
+				}
+			}
+		})
+	}
+}
+
+const productionFile = "../../config.production.yaml"
+
+// productionEnv points the files config.production.yaml names at new files in a temporary
+// directory, and returns the pool trusting the certificate.
+func productionEnv(t *testing.T) ([]string, *x509.CertPool) {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile, pool := testCert(t, dir)
+	return []string{
+		"ROOMQ_TLS__CERT_FILE=" + certFile,
+		"ROOMQ_TLS__KEY_FILE=" + keyFile,
+		"ROOMQ_AUTH__STATIC__FILE=" + usersFile(t, dir),
+	}, pool
+}
+
+func TestProductionFile(t *testing.T) {
+	environ, _ := productionEnv(t)
+	cfg, err := loadConfig([]string{"--config", productionFile}, environ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := cfg.brokerOptions(discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "MQTTAddr", o.MQTTAddr, "127.0.0.1:1883")
+	check(t, "MQTTTLSAddr", o.MQTTTLSAddr, ":8883")
+	check(t, "HTTPTLS", o.HTTPTLS, true)
+	if o.TLS == nil || len(o.TLS.Certificates) != 1 || o.TLS.MinVersion != tls.VersionTLS12 {
+		t.Errorf("TLS = %+v, want one certificate, TLS 1.2 at least", o.TLS)
+	}
+	if _, ok := o.Authenticator.(*acl.StaticAuth); !ok {
+		t.Errorf("Authenticator = %T, want *acl.StaticAuth", o.Authenticator)
+	}
+	if o.TopicRules == nil || !o.TopicRules.Publish("u", "dev1", "devices/dev1/temp") || o.TopicRules.Publish("u", "dev1", "devices/dev2/temp") || o.TopicRules.Subscribe("u", "dev1", "#") {
+		t.Errorf("TopicRules are not: default deny, allow pubsub devices/%%c/#")
+	}
+	check(t, "RoomsManagement", o.RoomsManagement, true)
+	check(t, "limits", []float64{
+		float64(o.MaxConnectionsPerUser), float64(o.MaxSubscriptionsPerConnection), o.PublishRate,
+		float64(o.PublishBurst), float64(o.MaxRoomMessageSize), float64(o.MaxRoomsPerUser), float64(o.ListLimit),
+	}, []float64{20, 100, 50, 100, 65536, 20, 10000})
+	if o.MaxRoomMessageSize > int(o.MaxPacketSize) {
+		t.Errorf("max_room_message_size %d over max_packet_size %d", o.MaxRoomMessageSize, o.MaxPacketSize)
+	}
+	if len(o.AllowedOrigins) == 0 || slices.Contains(o.AllowedOrigins, "*") {
+		t.Errorf("AllowedOrigins = %q, want an explicit list", o.AllowedOrigins)
+	}
+	check(t, "log.format", cfg.Log.Format, "json")
+}
+
+// TestProductionFileNeedsItsFiles checks that the production example, whose files do not
+// exist here, stops with errors naming each key and file.
+func TestProductionFileNeedsItsFiles(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, users := filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem"), filepath.Join(dir, "users.yaml")
+	_, _, err := load(t, "", []string{
+		"ROOMQ_TLS__CERT_FILE=" + cert, "ROOMQ_TLS__KEY_FILE=" + key, "ROOMQ_AUTH__STATIC__FILE=" + users,
+	}, "--config", productionFile)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range []string{"tls.cert_file: open " + cert, "tls.key_file: open " + key, "auth.static.file: open " + users} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+}
+
+// TestProductionFileServes starts a broker with the production example on loopback ports and
+// logs in over MQTT over TLS, and checks HTTPS.
+func TestProductionFileServes(t *testing.T) {
+	environ, pool := productionEnv(t)
+	environ = append(environ, "ROOMQ_MQTT__ADDR=127.0.0.1:0", "ROOMQ_MQTT__TLS_ADDR=127.0.0.1:0", "ROOMQ_HTTP__ADDR=127.0.0.1:0")
+	cfg, err := loadConfig([]string{"--config", productionFile}, environ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := cfg.brokerOptions(discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	clientTLS := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+
+	// MQTT 3.1.1 CONNECT of alice (users file of usersFile) over TLS: CONNACK accepted.
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", b.MQTTTLSAddr(), clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+	body := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 60}, str("dev1")...)
+	body = append(append(body, str("alice")...), str("pw-alice")...)
+	if _, err := conn.Write(append([]byte{0x10, byte(len(body))}, body...)); err != nil {
+		t.Fatal(err)
+	}
+	connack := make([]byte, 4)
+	if _, err := io.ReadFull(conn, connack); err != nil {
+		t.Fatal(err)
+	}
+	check(t, "CONNACK", connack, []byte{0x20, 2, 0, 0})
+
+	// HTTPS.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: clientTLS}}
+	resp, err := client.Get("https://" + b.HTTPAddr() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	check(t, "GET /healthz", resp.StatusCode, http.StatusOK)
+	// TLS 1.1 is refused.
+	old := clientTLS.Clone()
+	old.MaxVersion = tls.VersionTLS11
+	if c, err := tls.Dial("tcp", b.MQTTTLSAddr(), old); err == nil {
+		c.Close()
+		t.Error("TLS 1.1 accepted")
+	}
 }

@@ -14,6 +14,12 @@ const (
 	logKeyGrace = "grace"
 	// logKeyAuthMode is auth.mode; never log the auth settings themselves (secrets).
 	logKeyAuthMode = "auth_mode"
+	// logKeyMQTTTLS is the address of the MQTT over TLS listener, "" without one.
+	logKeyMQTTTLS = "mqtt_tls"
+	// logKeyHTTPS tells whether HTTP is served with TLS.
+	logKeyHTTPS = "https"
+	// logKeyTLSMin is tls.min_version.
+	logKeyTLSMin = "tls_min_version"
 )
 
 // newLogger returns a logger writing to w at level ("debug", "info", "warn" or "error") in

@@ -61,6 +61,9 @@ func run(cfg config) error {
 	if err := b.Start(ctx); err != nil {
 		return errors.Join(err, shutdown(b, cfg))
 	}
+	if opts.TLS != nil {
+		log.Info("TLS on", logKeyMQTTTLS, b.MQTTTLSAddr(), logKeyHTTPS, opts.HTTPTLS, logKeyTLSMin, cfg.TLS.MinVersion)
+	}
 	<-ctx.Done()
 	stop() // a second signal kills at once
 	log.Info("shutting down", logKeyGrace, cfg.ShutdownGrace)

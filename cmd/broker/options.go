@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"slices"
 	"strings"
 
+	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
@@ -26,10 +28,12 @@ var builtinCheckers = []string{rooms.CheckerText, rooms.CheckerJSON, rooms.Check
 func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	var ps problems
 	checkAddr(&ps, "mqtt.addr", c.MQTT.Addr)
+	checkAddr(&ps, "mqtt.tls_addr", c.MQTT.TLSAddr)
 	checkAddr(&ps, "http.addr", c.HTTP.Addr)
-	if c.MQTT.Addr == "" && c.HTTP.Addr == "" {
-		ps.addf("mqtt.addr, http.addr", "both are empty, so the broker would not listen at all")
+	if c.MQTT.Addr == "" && c.MQTT.TLSAddr == "" && c.HTTP.Addr == "" {
+		ps.addf("mqtt.addr, mqtt.tls_addr, http.addr", "all are empty, so the broker would not listen at all")
 	}
+	tlsConf := c.tlsConfig(&ps)
 	for i, o := range c.HTTP.AllowedOrigins {
 		if !validOrigin(o) {
 			ps.addf(fmt.Sprintf("http.allowed_origins[%d]", i), "%q is neither \"*\" nor scheme://host[:port]", o)
@@ -52,6 +56,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	for i, a := range c.Auth.Admins {
 		checkName(&ps, fmt.Sprintf("auth.admins[%d]", i), "user", a)
 	}
+	topicRules := c.ACL.topicRules(&ps)
 
 	var roomList []store.Room
 	seen := map[string]bool{}
@@ -62,6 +67,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 			Owner:             r.Owner,
 			Checker:           r.Checker,
 			WhitelistOnly:     r.WhitelistOnly,
+			MaxMessageSize:    r.MaxMessageSize, // 0: the broker applies limits.max_room_message_size
 			NotifyUserlist:    c.Rooms.NotifyUserlist,
 			NotifyAccessLists: c.Rooms.NotifyAccessLists,
 		}
@@ -80,6 +86,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 		if !slices.Contains(builtinCheckers, room.Checker) {
 			ps.addf(key+".checker", "unknown checker %q (want %s)", room.Checker, strings.Join(builtinCheckers, ", "))
 		}
+		checkNotNegative(&ps, key+".max_message_size", r.MaxMessageSize, "means limits.max_room_message_size")
 		roomList = append(roomList, room)
 	}
 
@@ -90,6 +97,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 		ps.addf("limits.max_packet_size", "must be at most %d, the largest MQTT packet, got %d", maxMQTTPacketSize, c.Limits.MaxPacketSize)
 	}
 	checkPositive(&ps, "limits.max_queued", c.Limits.MaxQueued)
+	c.Limits.check(&ps)
 	if c.ShutdownGrace <= 0 {
 		ps.addf("shutdown_grace", "must be positive, got %s", c.ShutdownGrace)
 	}
@@ -100,10 +108,14 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	opts := broker.DefaultOptions()
 	opts.MQTTAddr = c.MQTT.Addr
 	opts.HTTPAddr = c.HTTP.Addr
+	opts.MQTTTLSAddr = c.MQTT.TLSAddr
+	opts.HTTPTLS = c.HTTP.TLS
+	opts.TLS = tlsConf
 	opts.AllowedOrigins = slices.Clone(c.HTTP.AllowedOrigins)
 	opts.InstanceID = c.InstanceID
 	opts.Admins = slices.Clone(c.Auth.Admins)
 	opts.Authenticator = authn
+	opts.TopicRules = topicRules
 	opts.Rooms = roomList
 	opts.NoDefaultRooms = len(roomList) == 0
 	opts.RoomsManagement = c.Rooms.Management
@@ -113,9 +125,67 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	opts.HistoryMaxGetMessages = c.History.MaxGetMessages
 	opts.MaxPacketSize = uint32(c.Limits.MaxPacketSize) // checked: 1..maxMQTTPacketSize
 	opts.MaxQueued = c.Limits.MaxQueued
+	opts.ListLimit = c.Limits.ListLimit
+	opts.MaxRoomsPerUser = c.Limits.MaxRoomsPerUser
+	opts.MaxRoomMessageSize = c.Limits.MaxRoomMessageSize
+	opts.PublishRate = c.Limits.PublishRate
+	opts.PublishBurst = c.Limits.PublishBurst
+	opts.MaxConnectionsPerUser = c.Limits.MaxConnectionsPerUser
+	opts.MaxSubscriptionsPerConnection = c.Limits.MaxSubscriptionsPerConnection
 	opts.ShutdownGrace = c.ShutdownGrace
 	opts.Logger = logger
 	return opts, nil
+}
+
+// check checks the limits that broker.Options gained beside max_packet_size and max_queued.
+func (l limitsConfig) check(ps *problems) {
+	checkPositive(ps, "limits.list_limit", l.ListLimit)
+	checkNotNegative(ps, "limits.max_rooms_per_user", l.MaxRoomsPerUser, "means no limit")
+	checkNotNegative(ps, "limits.max_room_message_size", l.MaxRoomMessageSize, "leaves only limits.max_packet_size")
+	checkNotNegative(ps, "limits.max_connections_per_user", l.MaxConnectionsPerUser, "means no limit")
+	checkNotNegative(ps, "limits.max_subscriptions_per_connection", l.MaxSubscriptionsPerConnection, "means no limit")
+	switch r := l.PublishRate; {
+	case math.IsNaN(r) || math.IsInf(r, 0):
+		ps.addf("limits.publish_rate", "want a number of messages per second, got %v", r)
+	case r < 0:
+		ps.addf("limits.publish_rate", "must not be negative (0 means no limit), got %v", r)
+	}
+	checkNotNegative(ps, "limits.publish_burst", l.PublishBurst, "means the same as limits.publish_rate")
+	if l.PublishBurst > 0 && l.PublishRate == 0 {
+		ps.addf("limits.publish_burst", "is set, but limits.publish_rate is 0 (no limit)")
+	}
+}
+
+// topicRules checks the acl section and returns the topic rules in force: nil, every plain
+// topic allowed, for the development default (default allow without rules).
+func (a aclConfig) topicRules(ps *problems) *acl.Rules {
+	n := len(*ps)
+	var defaultAllow bool
+	switch a.Default {
+	case aclAllow:
+		defaultAllow = true
+	case aclDeny:
+	default:
+		ps.addf("acl.default", "unknown default %q (want %s or %s)", a.Default, aclAllow, aclDeny)
+	}
+	rules := make([]acl.Rule, 0, len(a.Rules))
+	for i, text := range a.Rules {
+		r, err := acl.ParseRule(text)
+		if err != nil {
+			ps.addf(fmt.Sprintf("acl.rules[%d]", i), "%v", err)
+			continue
+		}
+		rules = append(rules, r)
+	}
+	if len(*ps) > n || (defaultAllow && len(rules) == 0) {
+		return nil
+	}
+	rs, err := acl.NewRules(rules, defaultAllow)
+	if err != nil {
+		ps.addf("acl.rules", "%v", err) // unexpected: ParseRule checked every rule
+		return nil
+	}
+	return rs
 }
 
 // checkAddr checks a listen address; "" is valid and disables the listener.
@@ -137,6 +207,13 @@ func checkName(ps *problems, key, kind, name string) {
 func checkPositive(ps *problems, key string, n int) {
 	if n <= 0 {
 		ps.addf(key, "must be positive, got %d", n)
+	}
+}
+
+// checkNotNegative checks a limit where 0 has a meaning, which zero tells ("means no limit").
+func checkNotNegative(ps *problems, key string, n int, zero string) {
+	if n < 0 {
+		ps.addf(key, "must not be negative (0 %s), got %d", zero, n)
 	}
 }
 
