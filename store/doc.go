@@ -1,5 +1,7 @@
 // Package store defines where the broker keeps its shared state — rooms, room histories,
-// connections and room membership — and provides the embedded in-memory implementation.
+// connections, room membership and access lists — and provides two implementations side by
+// side: Memory, embedded in one process, and Redis, shared by many instances (a single server
+// or a Cluster, through one go-redis UniversalClient).
 //
 // The Store interface is shaped so that a networked implementation (Redis) can do each method
 // as one atomic server-side step: Append assigns the next id, stores the message and trims the

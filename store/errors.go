@@ -12,6 +12,7 @@ var (
 	ErrListLimit = wire.NewError(wire.CodeListLimitExceeded, "access list limit exceeded")
 	// ErrNoList means a list name is not one of the access lists.
 	ErrNoList = wire.NewError(wire.CodeNoList, "no such list")
-	// ErrUnavailable means the store cannot be reached; nothing was changed.
+	// ErrUnavailable means the store could not be reached or did not answer in time. A call
+	// that timed out may still have been carried out.
 	ErrUnavailable = wire.NewError(wire.CodeStoreUnavailable, "store unavailable")
 )
