@@ -291,6 +291,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		}
 		b.wg.Wait()
 		b.devices.Close()
+		b.rooms.Close()
 		if err := b.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close store: %w", err))
 		}

@@ -79,6 +79,10 @@ type roomState struct {
 	mu    sync.Mutex
 	epoch string
 	subs  map[string]subscription // by Subscriber.Key
+	// last is the id of the last message delivered to subs, and cancelFeed ends the room's
+	// feed subscription; both are set while the room has subscribers here (sequencer.go).
+	last       uint64
+	cancelFeed func()
 }
 
 // subscription is a subscriber of a room on this instance and whose it is.
@@ -190,7 +194,9 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	subs := st.subs
 	st.subs = make(map[string]subscription)
 	st.epoch = ""
+	stop := untrackLocked(st)
 	st.mu.Unlock()
+	stop()
 
 	s.mu.Lock()
 	delete(s.rooms, name)
@@ -207,21 +213,10 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// epochLocked returns the room's history epoch. Lock st.mu must be held.
-func (s *Service) epochLocked(ctx context.Context, room string, st *roomState) (string, error) {
-	if st.epoch != "" {
-		return st.epoch, nil
-	}
-	info, err := s.store.HistoryInfo(ctx, room)
-	if err != nil {
-		return "", err
-	}
-	st.epoch = info.Epoch
-	return st.epoch, nil
-}
-
 // Post validates payload with the room's checker, stores it with the next id and delivers it to
-// the room's subscribers on this instance, in id order. origin is the publishing client id.
+// the room's subscribers on this instance, in id order; other instances get it through the
+// store's feed. origin is the publishing client id. The returned message's Epoch is empty when
+// the room has no subscriber on this instance (it is not looked up just for the answer).
 func (s *Service) Post(ctx context.Context, room, author, origin string, payload []byte) (*Message, error) {
 	r, err := s.Room(ctx, room)
 	if err != nil {
@@ -241,10 +236,6 @@ func (s *Service) Post(ctx context.Context, room, author, origin string, payload
 	st := s.state(room)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	epoch, err := s.epochLocked(ctx, room, st)
-	if err != nil {
-		return nil, fmt.Errorf("post to room %q: %w", room, err)
-	}
 	stored, err := s.store.Append(ctx, room, store.Message{
 		Author:    author,
 		Timestamp: s.millis(),
@@ -254,11 +245,8 @@ func (s *Service) Post(ctx context.Context, room, author, origin string, payload
 	if err != nil {
 		return nil, fmt.Errorf("post to room %q: %w", room, err)
 	}
-	msg := NewMessage(room, epoch, origin, stored)
-	for _, sub := range st.subs {
-		sub.DeliverRoom(msg)
-	}
-	return msg, nil
+	s.deliverLocked(ctx, room, st, stored, origin)
+	return NewMessage(room, st.epoch, origin, stored), nil
 }
 
 // check runs a checker. Any error it returns is a refusal (badMessage); a panic of a custom
@@ -327,19 +315,25 @@ func (s *Service) Join(ctx context.Context, j Join) (Joined, error) {
 	}
 	joined := Joined{Connections: count, Changed: changed}
 	if j.Subscriber != nil {
-		var err error
-		if j.Resume != nil {
-			joined.After, joined.Epoch, err = s.replayLocked(ctx, st, j)
-		} else {
-			var info store.HistoryInfo
-			info, err = s.store.HistoryInfo(ctx, j.Room)
+		info, err := s.trackLocked(ctx, j.Room, st)
+		if err == nil {
 			joined.After, joined.Epoch = info.LastID, info.Epoch
+			if j.Resume != nil {
+				joined.After, err = s.replayLocked(ctx, st, j, info)
+			}
+		}
+		if err == nil {
+			// The other subscribers here get what this one was replayed, so that from now on
+			// all of them get the same live messages.
+			s.catchUpLocked(ctx, j.Room, st, info.LastID)
 		}
 		if err != nil {
 			if _, _, lerr := s.store.Leave(ctx, j.Room, j.User, j.ClientID, s.millis()); lerr != nil {
 				s.log.Error("undo join", "room", j.Room, "client", j.ClientID, "error", lerr)
 			}
+			stop := untrackLocked(st)
 			st.mu.Unlock()
+			stop()
 			return Joined{}, fmt.Errorf("join room %q: %w", j.Room, err)
 		}
 		st.subs[j.Subscriber.Key()] = subscription{Subscriber: j.Subscriber, user: j.User, clientID: j.ClientID}
@@ -357,15 +351,10 @@ func (s *Service) Join(ctx context.Context, j Join) (Joined, error) {
 	return joined, nil
 }
 
-// replayLocked delivers the stored messages after j.Resume.Since to j.Subscriber, and returns
-// the id after which the subscriber now gets every message, and the epoch. Lock st.mu must be
-// held.
-func (s *Service) replayLocked(ctx context.Context, st *roomState, j Join) (uint64, string, error) {
-	info, err := s.store.HistoryInfo(ctx, j.Room)
-	if err != nil {
-		return 0, "", fmt.Errorf("replay room %q: %w", j.Room, err)
-	}
-	st.epoch = info.Epoch
+// replayLocked delivers the stored messages after j.Resume.Since up to info.LastID to
+// j.Subscriber, and returns the id after which the subscriber is to get every message. Lock
+// st.mu must be held.
+func (s *Service) replayLocked(ctx context.Context, st *roomState, j Join, info store.HistoryInfo) (uint64, error) {
 	after := j.Resume.Since
 	switch {
 	case j.Resume.Epoch != "" && j.Resume.Epoch != info.Epoch:
@@ -385,19 +374,22 @@ func (s *Service) replayLocked(ctx context.Context, st *roomState, j Join) (uint
 	}
 	start := after
 	for after < info.LastID {
-		msgs, err := s.store.Range(ctx, j.Room, after, replayBatch)
+		msgs, err := s.store.Range(ctx, j.Room, after, int(min(info.LastID-after, replayBatch)))
 		if err != nil {
-			return 0, "", fmt.Errorf("replay room %q: %w", j.Room, err)
+			return 0, fmt.Errorf("replay room %q: %w", j.Room, err)
 		}
 		if len(msgs) == 0 {
 			break
 		}
 		for _, m := range msgs {
+			if m.ID > info.LastID {
+				break
+			}
 			j.Subscriber.DeliverRoom(NewMessage(j.Room, info.Epoch, "", m))
 		}
 		after = msgs[len(msgs)-1].ID
 	}
-	return start, info.Epoch, nil
+	return start, nil
 }
 
 // Leave ends a connection's membership of a room and removes its subscriber (by key, empty
@@ -410,7 +402,9 @@ func (s *Service) Leave(ctx context.Context, room, user, clientID, key string) (
 		delete(st.subs, key)
 	}
 	count, changed, err := s.store.Leave(ctx, room, user, clientID, s.millis())
+	stop := untrackLocked(st)
 	st.mu.Unlock()
+	stop()
 	if err != nil {
 		return Joined{}, fmt.Errorf("leave room %q: %w", room, err)
 	}
@@ -441,7 +435,9 @@ func (s *Service) RemoveUser(ctx context.Context, room, user string) error {
 			removed = append(removed, sub)
 		}
 	}
+	stop := untrackLocked(st)
 	st.mu.Unlock()
+	stop()
 	for _, sub := range removed {
 		sub.RoomRemoved(room)
 	}

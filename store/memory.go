@@ -37,6 +37,7 @@ type Memory struct {
 		// byUser maps a user to the set of its connections' client ids.
 		byUser map[string]map[string]struct{}
 	}
+	feed   memoryFeed
 	direct struct {
 		mu sync.Mutex
 		// byUser holds the direct-message lists of the users that have any.
@@ -201,6 +202,7 @@ func (m *Memory) Append(_ context.Context, room string, msg Message, maxSize int
 	r.history.push(stored, maxSize)
 	r.mu.Unlock()
 
+	m.feed.publish(room, stored, r.epoch)
 	out := stored
 	out.Payload = clonePayload(stored.Payload)
 	return out, nil

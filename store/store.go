@@ -179,8 +179,21 @@ type AccessLists interface {
 	Access(ctx context.Context, scope Scope, user string) (Room, bool, Listed, error)
 }
 
+// Feed carries the messages appended to rooms to every instance that listens, so that an
+// instance can deliver to its own subscribers the messages other instances accepted.
+type Feed interface {
+	// SubscribeRoom calls deliver with the messages appended to room by any instance (this one
+	// included) after SubscribeRoom returns, until cancel is called; cancel waits until no
+	// call of deliver is running. Calls to deliver are sequential, but a message may come
+	// late, twice, or after a later one: callers sequence them by id (and fill gaps from the
+	// history). epoch is the room history's epoch when the message was appended. deliver must
+	// not block for long.
+	SubscribeRoom(ctx context.Context, room string, deliver func(m Message, epoch string)) (cancel func(), err error)
+}
+
 // Store is the whole of the broker's shared state.
 type Store interface {
+	Feed
 	Rooms
 	History
 	Connections
