@@ -14,9 +14,12 @@ import (
 // room's settings hash counts the last id. The ids of the stored messages are contiguous, so
 // the first one is last - LLEN + 1 and the scripts find an id range by arithmetic.
 
-// appendScript appends a message and trims the history. KEYS: the room's settings hash and
-// history list. ARGV: the history's maximum size (at least 1), the encoded message. Returns
-// {id}, or {0} when the room does not exist.
+// appendScript appends a message, trims the history and publishes the message on the room's
+// feed channel (see redis_feed.go) in a feed frame. KEYS: the room's settings hash and history
+// list. ARGV: the history's maximum size (at least 1), the encoded message, the room's feed
+// channel, which has the room's hash tag: a Cluster accepts SPUBLISH from a script only for a
+// channel in the slot of the script's keys. Returns {id}, or {0} when the room does not exist.
+// '%.0f' writes an id in full where tostring would switch to exponent notation.
 var appendScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
 	return {0}
@@ -24,6 +27,8 @@ end
 local id = redis.call('HINCRBY', KEYS[1], 'last', 1)
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[1]), -1)
+local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''
+redis.call('SPUBLISH', ARGV[3], string.format('%.0f:%d:', id, #epoch) .. epoch .. ARGV[2])
 return {id}
 `)
 
@@ -77,13 +82,14 @@ func (r *Redis) historyKeys(room string) []string {
 	return []string{r.roomKey(room, roomSuffixes[rkRoom]), r.roomKey(room, roomSuffixes[rkHistory])}
 }
 
-// Append gives m the room's next id, stores it and drops the oldest messages so that at most
-// maxSize remain, in one script; a maxSize below 1 counts as 1. It returns the stored message,
-// whose payload shares no memory with m's, or ErrNoRoom.
+// Append gives m the room's next id, stores it, drops the oldest messages so that at most
+// maxSize remain and publishes it to the room's feed subscribers (SubscribeRoom), in one
+// script; a maxSize below 1 counts as 1. It returns the stored message, whose payload shares
+// no memory with m's, or ErrNoRoom.
 func (r *Redis) Append(ctx context.Context, room string, m Message, maxSize int) (Message, error) {
 	const op = "append"
 	maxSize = clampCount(max(maxSize, 1))
-	v, err := r.run(ctx, op, appendScript, r.historyKeys(room), maxSize, encodeMessage(m))
+	v, err := r.run(ctx, op, appendScript, r.historyKeys(room), maxSize, encodeMessage(m), r.feedChannel(room))
 	if err != nil {
 		return Message{}, err
 	}

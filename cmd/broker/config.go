@@ -42,6 +42,7 @@ type config struct {
 	Auth          authConfig    `koanf:"auth"`
 	ACL           aclConfig     `koanf:"acl"`
 	TLS           tlsConfig     `koanf:"tls"`
+	Store         storeConfig   `koanf:"store"`
 	ShutdownGrace time.Duration `koanf:"shutdown_grace"`
 
 	// file is the configuration file read, or "" without one.
@@ -210,6 +211,7 @@ func defaultConfig() config {
 		},
 		ACL:           aclConfig{Default: aclAllow, Rules: []string{}},
 		TLS:           tlsConfig{MinVersion: tlsVersion12},
+		Store:         defaultStoreConfig(),
 		ShutdownGrace: broker.DefaultShutdownGrace,
 	}
 }

@@ -14,6 +14,8 @@ const (
 	logKeyGrace = "grace"
 	// logKeyAuthMode is auth.mode; never log the auth settings themselves (secrets).
 	logKeyAuthMode = "auth_mode"
+	// logKeyStore is store.type.
+	logKeyStore = "store"
 	// logKeyMQTTTLS is the address of the MQTT over TLS listener, "" without one.
 	logKeyMQTTTLS = "mqtt_tls"
 	// logKeyHTTPS tells whether HTTP is served with TLS.

@@ -50,10 +50,16 @@ func run(cfg config) error {
 		return err
 	}
 	log := opts.Logger
-	log.Info("configuration loaded", logKeyFile, cfg.file, logKeyEnv, cfg.envVars, logKeyAuthMode, cfg.Auth.Mode)
+	log.Info("configuration loaded", logKeyFile, cfg.file, logKeyEnv, cfg.envVars, logKeyAuthMode, cfg.Auth.Mode, logKeyStore, cfg.Store.Type)
 
+	if opts.Store, err = cfg.Store.open(); err != nil {
+		return err
+	}
 	b, err := broker.New(opts)
 	if err != nil {
+		if opts.Store != nil {
+			_ = opts.Store.Close()
+		}
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -49,6 +49,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 		ps.addf("log.format", "%v", err)
 	}
 
+	c.Store.check(&ps)
 	authn := c.Auth.authenticator(&ps)
 	if len(c.Auth.Admins) == 0 {
 		ps.addf("auth.admins", "must name at least one user")

@@ -1,7 +1,7 @@
 // Package storetest is the conformance suite of store.Store. The tests of every Store
 // implementation call Run with a factory for their store, so that all implementations are held
-// to the same documented behaviour; their benchmarks call BenchAppend and BenchRange so that
-// the figures compare.
+// to the same documented behaviour; their benchmarks call BenchAppend, BenchAppendSubscribed
+// and BenchRange so that the figures compare.
 package storetest
 
 import (
@@ -57,6 +57,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"WhitelistMode", testWhitelistMode},
 		{"AccessListsNoRoom", testAccessListsNoRoom},
 		{"CountOwnedRooms", testCountOwnedRooms},
+		{"FeedDelivery", testFeedDelivery},
+		{"FeedCancel", testFeedCancel},
+		{"FeedCancelWaits", testFeedCancelWaits},
+		{"FeedEpoch", testFeedEpoch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

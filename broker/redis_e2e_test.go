@@ -1,0 +1,89 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/roomq/roomq/broker"
+	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/internal/redistest"
+	"github.com/roomq/roomq/store"
+)
+
+// redisStore opens a Redis store on the servers at addrs with key prefix prefix; the broker
+// that gets it closes it.
+func redisStore(t *testing.T, addrs []string, prefix string) store.Store {
+	t.Helper()
+	urls := make([]string, len(addrs))
+	for i, a := range addrs {
+		urls[i] = "redis://" + a
+	}
+	client, err := store.NewRedisClient(urls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := store.NewRedis(ctx, store.RedisOptions{Client: client, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// Two brokers on one Redis (a single server, then a 3-master Cluster): room messages posted on
+// both at once reach the subscribers of both in id order, once; a late joiner on either
+// resumes from the shared history.
+func TestRedisInstances(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		addrs func(t *testing.T) []string
+	}{
+		{"standalone", func(t *testing.T) []string { return []string{redistest.Standalone(t)} }},
+		{"cluster", func(t *testing.T) []string { return redistest.Cluster(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addrs := tc.addrs(t)
+			var bs []*broker.Broker
+			for range 2 {
+				st := redisStore(t, addrs, "e2e")
+				bs = append(bs, mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = st }))
+			}
+			var subs []*mqtttest.Client
+			for i, b := range bs {
+				s := mqtttest.Dial(t, fmt.Sprintf("sub%d", i), mqtttest.Options{URL: tcpURL(b)})
+				s.MustSubscribe("rooms/general")
+				subs = append(subs, s)
+			}
+			const each = 40
+			var wg sync.WaitGroup
+			for i, b := range bs {
+				p := mqtttest.Dial(t, fmt.Sprintf("pub%d", i), mqtttest.Options{URL: wsURL(b)})
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for k := 0; k < each; k++ {
+						p.Publish("rooms/general", 1, text("x"), nil)
+					}
+				}()
+			}
+			wg.Wait()
+			total := uint64(len(bs) * each)
+			for _, s := range subs {
+				for want := uint64(1); want <= total; want++ {
+					if m := decodeRoomMsg(t, s.Expect("rooms/general")); m.ID != want {
+						t.Fatalf("%s: got id %d, want %d", s.ID, m.ID, want)
+					}
+				}
+			}
+			var info struct{ LastMessageID uint64 }
+			subs[1].MustRPC("roomHistoryInfo", map[string]any{"room": "general"}, &info)
+			if info.LastMessageID != total {
+				t.Errorf("history of the other instance ends at %d, want %d", info.LastMessageID, total)
+			}
+		})
+	}
+}
