@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -104,6 +105,9 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	}
 	r := &Redis{client: opts.Client, prefix: opts.Prefix, names: opts.Prefix + ":rooms"}
 	err := r.eachServer(ctx, func(ctx context.Context, c *redis.Client) error {
+		if err := checkRedisVersion(ctx, c); err != nil {
+			return err
+		}
 		for _, s := range allScripts {
 			if err := s.Load(ctx, c).Err(); err != nil {
 				return err
@@ -111,10 +115,44 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, errOldRedis) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, redisError("connect", err)
 	}
 	return r, nil
+}
+
+// minRedisMajor is the oldest Redis major version the store works with: the append script
+// publishes with SPUBLISH, new in Redis 7.0.
+const minRedisMajor = 7
+
+// errOldRedis is returned by NewRedis for a server older than Redis 7.
+var errOldRedis = errors.New("store: redis: Redis 7.0 or later is needed (sharded pub/sub)")
+
+// checkRedisVersion refuses a server older than minRedisMajor. A server that does not say its
+// version (INFO disabled) is taken as recent enough.
+func checkRedisVersion(ctx context.Context, c *redis.Client) error {
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		var reply redis.Error
+		if errors.As(err, &reply) {
+			return nil // INFO refused (renamed or disabled): nothing to check
+		}
+		return err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:")
+		if !ok {
+			continue
+		}
+		major, _, _ := strings.Cut(v, ".")
+		if n, err := strconv.Atoi(major); err == nil && n < minRedisMajor {
+			return fmt.Errorf("%w; the server runs %s", errOldRedis, v)
+		}
+	}
+	return nil
 }
 
 // NewRedisClient returns a client for the Redis named by urls, in the form
