@@ -315,6 +315,9 @@ func (s *Service) Join(ctx context.Context, j Join) (Joined, error) {
 	}
 	joined := Joined{Connections: count, Changed: changed}
 	if j.Subscriber != nil {
+		// A new subscription of the same key (a resubscription) replaces the old one; the
+		// catch-up below must not reach the old one too.
+		delete(st.subs, j.Subscriber.Key())
 		info, err := s.trackLocked(ctx, j.Room, st)
 		if err == nil {
 			joined.After, joined.Epoch = info.LastID, info.Epoch
