@@ -167,7 +167,7 @@ func New(opts Options) (*Broker, error) {
 
 	if opts.MQTTAddr != "" {
 		b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.MQTTAddr})
-		if err := b.mqtt.AddListener(b.tcp); err != nil {
+		if err := b.mqtt.AddListener(safeClose{b.tcp, b.mqtt}); err != nil {
 			return nil, fmt.Errorf("broker: listen for MQTT on %s: %w", opts.MQTTAddr, err)
 		}
 	}
@@ -176,7 +176,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.MQTTTLSAddr != "" {
 		b.tls = listeners.NewTCP(listeners.Config{ID: "tls", Address: opts.MQTTTLSAddr, TLSConfig: opts.TLS})
-		if err := b.mqtt.AddListener(b.tls); err != nil {
+		if err := b.mqtt.AddListener(safeClose{b.tls, b.mqtt}); err != nil {
 			return nil, fmt.Errorf("broker: listen for MQTT over TLS on %s: %w", opts.MQTTTLSAddr, err)
 		}
 	}
@@ -191,7 +191,7 @@ func New(opts Options) (*Broker, error) {
 		if err != nil {
 			return nil, fmt.Errorf("broker: %w", err)
 		}
-		if err := b.mqtt.AddListener(b.ws); err != nil {
+		if err := b.mqtt.AddListener(safeClose{b.ws, b.mqtt}); err != nil {
 			return nil, fmt.Errorf("broker: add WebSocket listener: %w", err)
 		}
 		ln, err := net.Listen("tcp", opts.HTTPAddr)

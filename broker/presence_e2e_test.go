@@ -3,7 +3,9 @@ package broker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -230,4 +232,54 @@ func TestWillDelay(t *testing.T) {
 	}
 	// d2's will would have come 2 s after the loss; wait that long to see it does not.
 	watcher.ExpectNone("devices/d2/status", 2*time.Second-time.Since(start)+200*time.Millisecond)
+}
+
+// Shutdown completes while clients keep connecting and disconnecting (Mochi's own way of
+// closing listener clients could deadlock against a disconnecting client).
+func TestShutdownUnderChurn(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				conn, err := net.DialTimeout("tcp", b.MQTTAddr(), time.Second)
+				if err != nil {
+					return // the listener is closed
+				}
+				_, _ = conn.Write(connectPacket(fmt.Sprintf("churn-%d-%d", i, j), "churn", 30, "devices/churn/status", "x"))
+				buf := make([]byte, 4)
+				_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+				_, _ = conn.Read(buf)
+				_ = conn.Close()
+			}
+		}()
+	}
+	// Let the churn get going: wait until the broker has seen some of it.
+	watcher := mqtttest.Dial(t, "watcher", mqtttest.Options{URL: tcpURL(b)})
+	watcher.MustSubscribe("devices/churn/status")
+	watcher.Expect("devices/churn/status")
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- b.Shutdown(ctx)
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Shutdown did not complete under churn")
+	}
+	close(stop)
+	wg.Wait()
 }
