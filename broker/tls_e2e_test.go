@@ -2,13 +2,7 @@ package broker_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"net/http"
 	"testing"
@@ -20,36 +14,8 @@ import (
 
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/internal/tlstest"
 )
-
-// selfSigned returns a server certificate for 127.0.0.1 and a pool that trusts it.
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "roomq test"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
-}
 
 func tlsPaho(t *testing.T, conn net.Conn, user string) *paho.Client {
 	t.Helper()
@@ -66,13 +32,13 @@ func tlsPaho(t *testing.T, conn net.Conn, user string) *paho.Client {
 // MQTT over TLS (:8883) and MQTT over secure WebSocket work with the configured certificate;
 // a plain client cannot talk to the TLS port.
 func TestTLSListeners(t *testing.T) {
-	cert, pool := selfSigned(t)
+	cert := tlstest.New(t)
 	b := mqtttest.StartBroker(t, func(o *broker.Options) {
-		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12}
 		o.MQTTTLSAddr = "127.0.0.1:0"
 		o.HTTPTLS = true
 	})
-	client := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	client := &tls.Config{RootCAs: cert.Pool, MinVersion: tls.VersionTLS12}
 
 	conn, err := tls.Dial("tcp", b.MQTTTLSAddr(), client)
 	if err != nil {
