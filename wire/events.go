@@ -3,22 +3,20 @@ package wire
 // Event names carried in the "event" field of the JSON objects on rooms/{room}/events and
 // users/{user}/events.
 const (
-	EventUserJoined         = "userJoined"
-	EventUserLeft           = "userLeft"
-	EventAccessListChanged  = "accessListChanged"
-	EventModeChanged        = "modeChanged"
-	EventRoomDeleted        = "roomDeleted"
-	EventRoomAccessRemoved  = "roomAccessRemoved"
-	EventRoomJoinedEcho     = "roomJoinedEcho"
-	EventRoomLeftEcho       = "roomLeftEcho"
-	EventDirectMessageEcho  = "directMessageEcho"
-	EventConnectionEcho     = "connectionEcho"
-	EventDisconnectionEcho  = "disconnectionEcho"
-	EventSystemMessage      = "systemMessage"
-	EventHistoryGap         = "historyGap"
-	EventHistoryReset       = "historyReset"
-	EventPresence           = "presence"
-	EventRoomMessageRefused = "roomMessageRefused"
+	EventUserJoined        = "userJoined"
+	EventUserLeft          = "userLeft"
+	EventAccessListChanged = "accessListChanged"
+	EventModeChanged       = "modeChanged"
+	EventRoomDeleted       = "roomDeleted"
+	EventRoomAccessRemoved = "roomAccessRemoved"
+	EventRoomJoinedEcho    = "roomJoinedEcho"
+	EventRoomLeftEcho      = "roomLeftEcho"
+	EventDirectMessageEcho = "directMessageEcho"
+	EventConnectionEcho    = "connectionEcho"
+	EventDisconnectionEcho = "disconnectionEcho"
+	EventSystemMessage     = "systemMessage"
+	EventHistoryGap        = "historyGap"
+	EventHistoryReset      = "historyReset"
 )
 
 // Event is a notification object: the "event" field names it, the other fields depend on it
