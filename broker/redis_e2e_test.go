@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -86,4 +87,62 @@ func TestRedisInstances(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Redis goes away mid-traffic and comes back: while it is away nothing is acknowledged (v5
+// PUBACK 0x88, RPC storeUnavailable) and /readyz says not ready; once it is back the broker
+// serves again without a restart, and every message acknowledged before is still there, with
+// no gap in the ids.
+func TestRedisOutage(t *testing.T) {
+	srv := redistest.Durable(t)
+	st := redisStore(t, []string{srv.Addr()}, "outage")
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = st })
+	sub := mqtttest.Dial(t, "sub", mqtttest.Options{URL: tcpURL(b)})
+	sub.MustSubscribe("rooms/general")
+	pub := mqtttest.Dial(t, "pub", mqtttest.Options{URL: tcpURL(b)})
+	for i := 0; i < 5; i++ {
+		if code := pub.Publish("rooms/general", 1, text("before"), nil); code != 0 {
+			t.Fatalf("publish before the outage: 0x%02x", code)
+		}
+	}
+	for want := uint64(1); want <= 5; want++ {
+		if m := decodeRoomMsg(t, sub.Expect("rooms/general")); m.ID != want {
+			t.Fatalf("got id %d, want %d", m.ID, want)
+		}
+	}
+
+	srv.Kill()
+	if code := pub.Publish("rooms/general", 1, text("during"), nil); code != 0x88 {
+		t.Errorf("publish during the outage: 0x%02x, want 0x88 (server unavailable)", code)
+	}
+	if code := pub.RPCErrorCode("roomHistoryInfo", map[string]any{"room": "general"}); code != "storeUnavailable" {
+		t.Errorf("RPC during the outage: %s, want storeUnavailable", code)
+	}
+	if code := readyz(t, b); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz during the outage: %d, want 503", code)
+	}
+
+	srv.Start()
+	mqtttest.WaitFor(t, 30*time.Second, "/readyz after Redis is back", func() bool { return readyz(t, b) == http.StatusOK })
+	mqtttest.WaitFor(t, 30*time.Second, "a publish accepted after Redis is back", func() bool {
+		return pub.Publish("rooms/general", 1, text("after"), nil) == 0
+	})
+	if m := decodeRoomMsg(t, sub.Expect("rooms/general")); m.ID != 6 {
+		t.Fatalf("first message after the outage has id %d, want 6", m.ID)
+	}
+	var info struct{ LastMessageID, HistorySize uint64 }
+	sub.MustRPC("roomHistoryInfo", map[string]any{"room": "general"}, &info)
+	if info.HistorySize < 6 || info.LastMessageID < 6 {
+		t.Errorf("history after the outage: %+v, want the 5 acknowledged messages and the new one", info)
+	}
+}
+
+func readyz(t *testing.T, b *broker.Broker) int {
+	t.Helper()
+	resp, err := http.Get("http://" + b.HTTPAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -373,4 +374,13 @@ func (r *Redis) pipelined(ctx context.Context, op string, fn func(redis.Pipeline
 		return redisError(op, err)
 	}
 	return nil
+}
+
+// RedisLog adapts a slog.Logger to go-redis's logger (dial failures, pool trouble). go-redis
+// has one logger per process: set it once, from main, with redis.SetLogger.
+type RedisLog struct{ Logger *slog.Logger }
+
+// Printf implements go-redis's logging interface.
+func (l RedisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.Logger.WarnContext(ctx, strings.TrimSpace(fmt.Sprintf(format, v...)), "component", "redis")
 }

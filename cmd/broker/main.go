@@ -11,9 +11,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 
 	"github.com/roomq/roomq/broker"
+	"github.com/roomq/roomq/store"
 )
 
 func main() {
@@ -52,6 +54,9 @@ func run(cfg config) error {
 	log := opts.Logger
 	log.Info("configuration loaded", logKeyFile, cfg.file, logKeyEnv, cfg.envVars, logKeyAuthMode, cfg.Auth.Mode, logKeyStore, cfg.Store.Type)
 
+	if cfg.Store.Type == storeRedis {
+		redis.SetLogger(store.RedisLog{Logger: log}) // go-redis logs process-wide
+	}
 	if opts.Store, err = cfg.Store.open(); err != nil {
 		return err
 	}

@@ -31,6 +31,35 @@ func Standalone(t testing.TB) string {
 	return start(t, "standalone", false).addr
 }
 
+// Server is a redis-server that keeps its data in an append-only file synced on every write,
+// so that a test can kill it and start it again, on the same address, with every
+// acknowledged write.
+type Server struct {
+	t testing.TB
+	s *server
+}
+
+// Durable starts a Server. It is killed when the test ends.
+func Durable(t testing.TB) *Server {
+	t.Helper()
+	return &Server{t: t, s: start(t, "durable", false, "--appendonly", "yes", "--appendfsync", "always")}
+}
+
+// Addr returns the server's address (host:port).
+func (s *Server) Addr() string { return s.s.addr }
+
+// Kill kills the server (SIGKILL) and waits for it to exit.
+func (s *Server) Kill() { s.s.stop() }
+
+// Start starts the killed server again on its address and directory, and waits until it
+// answers.
+func (s *Server) Start() {
+	s.t.Helper()
+	if err := s.s.restart(s.t); err != nil {
+		s.t.Fatalf("redistest: restarting %s: %v", s.s.addr, err)
+	}
+}
+
 // Cluster starts a Redis Cluster of three masters without replicas or persistence, each on
 // free loopback ports, and returns their addresses. It returns once every node reports
 // cluster_state:ok and knows the others. The servers are killed when the test ends.
@@ -91,13 +120,17 @@ type server struct {
 	cmd     *exec.Cmd
 	log     string
 	done    chan struct{} // closed when the process has exited
+	path    string        // of redis-server
+	args    []string
+	dir     string
 }
 
 // start starts a redis-server on free ports, a Cluster node when cluster is true, retrying a
 // few times when it cannot bind its ports, and kills it when the test ends. name names its
 // directory.
-func start(t testing.TB, name string, cluster bool) *server {
+func start(t testing.TB, name string, cluster bool, extra ...string) *server {
 	t.Helper()
+	quietRedis.Do(func() { redis.SetLogger(discardLog{}) })
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -107,7 +140,7 @@ func start(t testing.TB, name string, cluster bool) *server {
 	}
 	var lastErr error
 	for range 5 {
-		s, err := tryStart(t, path, name, cluster)
+		s, err := tryStart(t, path, name, cluster, extra)
 		if err == nil {
 			return s
 		}
@@ -117,7 +150,7 @@ func start(t testing.TB, name string, cluster bool) *server {
 	return nil
 }
 
-func tryStart(t testing.TB, path, name string, cluster bool) (*server, error) {
+func tryStart(t testing.TB, path, name string, cluster bool, extra []string) (*server, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
@@ -149,14 +182,33 @@ func tryStart(t testing.TB, path, name string, cluster bool) (*server, error) {
 			"--cluster-node-timeout", "5000",
 		)
 	}
-	s.cmd = exec.Command(path, args...)
-	s.cmd.Dir = dir
-	if err := s.cmd.Start(); err != nil {
+	s.path, s.args, s.dir = path, append(args, extra...), dir
+	if err := s.launch(t); err != nil {
 		return nil, err
 	}
+	t.Cleanup(s.stop)
+	return s, nil
+}
+
+// restart starts the stopped server again with the same arguments.
+func (s *server) restart(t testing.TB) error {
+	s.stop()
+	s.done = make(chan struct{})
+	return s.launch(t)
+}
+
+// launch runs the server process and waits until it answers PING.
+func (s *server) launch(t testing.TB) error {
+	s.cmd = exec.Command(s.path, s.args...)
+	s.cmd.Dir = s.dir
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	done := s.done
+	cmd := s.cmd
 	go func() {
-		_ = s.cmd.Wait()
-		close(s.done)
+		_ = cmd.Wait()
+		close(done)
 	}()
 
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
@@ -164,15 +216,14 @@ func tryStart(t testing.TB, path, name string, cluster bool) (*server, error) {
 	for {
 		select {
 		case <-s.done:
-			return nil, fmt.Errorf("%s exited: %s", s.addr, s.tail())
+			return fmt.Errorf("%s exited: %s", s.addr, s.tail())
 		case <-ctx.Done():
 			s.stop()
-			return nil, fmt.Errorf("%s did not answer PING within %v: %s", s.addr, startTimeout, s.tail())
+			return fmt.Errorf("%s did not answer PING within %v: %s", s.addr, startTimeout, s.tail())
 		default:
 		}
 		if ping(s.addr) == nil {
-			t.Cleanup(s.stop)
-			return s, nil
+			return nil
 		}
 		select {
 		case <-s.done:
@@ -226,6 +277,14 @@ func ping(addr string) error {
 	}
 	return nil
 }
+
+// quietRedis silences go-redis's process-wide logger once: tests that stop servers on
+// purpose would fill the output with its dial errors.
+var quietRedis sync.Once
+
+type discardLog struct{}
+
+func (discardLog) Printf(context.Context, string, ...any) {}
 
 // portsMu keeps concurrent callers in one process from getting the same ports.
 var portsMu sync.Mutex
