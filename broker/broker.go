@@ -42,6 +42,7 @@ type Broker struct {
 	httpLn   net.Listener
 
 	ready    atomic.Bool
+	stop     chan struct{} // closed by Shutdown: the broker's own goroutines end
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
@@ -61,6 +62,9 @@ func New(opts Options) (*Broker, error) {
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = DefaultShutdownGrace
 	}
+	if opts.RoomCheckInterval <= 0 {
+		opts.RoomCheckInterval = DefaultRoomCheckInterval
+	}
 	if len(opts.Admins) == 0 {
 		opts.Admins = []string{DefaultAdminUser}
 	}
@@ -76,7 +80,7 @@ func New(opts Options) (*Broker, error) {
 	if st == nil {
 		st = store.NewMemory()
 	}
-	b := &Broker{opts: opts, log: log, store: st}
+	b := &Broker{opts: opts, log: log, store: st, stop: make(chan struct{})}
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true // MOCHI-NOTES 16
@@ -213,14 +217,8 @@ type lateNotifier struct{ *hooks.Router }
 
 // Start creates the configured rooms and starts serving.
 func (b *Broker) Start(ctx context.Context) error {
-	for _, r := range b.opts.Rooms {
-		r.NotifyUserlist, r.NotifyAccessLists = b.opts.NotifyUserlist, b.opts.NotifyAccessLists
-		if r.MaxMessageSize == 0 {
-			r.MaxMessageSize = b.opts.MaxRoomMessageSize
-		}
-		if err := b.rooms.Create(ctx, r); err != nil && !errors.Is(err, store.ErrRoomExists) {
-			return fmt.Errorf("broker: create room %q: %w", r.Name, err)
-		}
+	if _, err := b.ensureRooms(ctx); err != nil {
+		return err
 	}
 	if err := b.mqtt.Serve(); err != nil {
 		return fmt.Errorf("broker: serve MQTT: %w", err)
@@ -234,9 +232,58 @@ func (b *Broker) Start(ctx context.Context) error {
 			}
 		}()
 	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.keepRooms()
+	}()
 	b.ready.Store(true)
 	b.log.Info("broker started", "instance", b.opts.InstanceID, "mqtt", b.MQTTAddr(), "http", b.HTTPAddr())
 	return nil
+}
+
+// ensureRooms creates the configured rooms that do not exist, and returns those it created.
+func (b *Broker) ensureRooms(ctx context.Context) ([]string, error) {
+	var created []string
+	for _, r := range b.opts.Rooms {
+		r.NotifyUserlist, r.NotifyAccessLists = b.opts.NotifyUserlist, b.opts.NotifyAccessLists
+		if r.MaxMessageSize == 0 {
+			r.MaxMessageSize = b.opts.MaxRoomMessageSize
+		}
+		err := b.rooms.Create(ctx, r)
+		switch {
+		case err == nil:
+			created = append(created, r.Name)
+		case !errors.Is(err, store.ErrRoomExists):
+			return created, fmt.Errorf("broker: create room %q: %w", r.Name, err)
+		}
+	}
+	return created, nil
+}
+
+// keepRooms re-creates, every RoomCheckInterval until Shutdown, the configured rooms the store
+// lost (a Redis restarted without its data): they come back with a new history epoch, which
+// tells resuming clients that the history was reset.
+func (b *Broker) keepRooms() {
+	t := time.NewTicker(b.opts.RoomCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), b.opts.RoomCheckInterval)
+		created, err := b.ensureRooms(ctx)
+		cancel()
+		if err != nil {
+			b.log.Debug("check configured rooms", "error", err) // the store is down: /readyz says so
+			continue
+		}
+		if len(created) > 0 {
+			b.log.Warn("configured rooms were missing from the store and were created again", "rooms", created)
+		}
+	}
 }
 
 // MQTTAddr returns the address the MQTT TCP listener is bound to, or "" without one.
@@ -275,6 +322,7 @@ func (b *Broker) Commands() *commands.Service { return b.commands }
 func (b *Broker) Shutdown(ctx context.Context) error {
 	b.stopOnce.Do(func() {
 		b.ready.Store(false)
+		close(b.stop)
 		if _, ok := ctx.Deadline(); !ok {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, b.opts.ShutdownGrace)

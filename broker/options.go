@@ -12,13 +12,14 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultMQTTAddr       = ":1883"
-	DefaultHTTPAddr       = ":8080"
-	DefaultMaxPacketSize  = 1 << 20
-	DefaultShutdownGrace  = 10 * time.Second
-	DefaultGeneralRoom    = "general"
-	DefaultAdminUser      = "admin"
-	defaultReadHeaderTime = 10 * time.Second
+	DefaultMQTTAddr          = ":1883"
+	DefaultHTTPAddr          = ":8080"
+	DefaultMaxPacketSize     = 1 << 20
+	DefaultShutdownGrace     = 10 * time.Second
+	DefaultRoomCheckInterval = 5 * time.Second
+	DefaultGeneralRoom       = "general"
+	DefaultAdminUser         = "admin"
+	defaultReadHeaderTime    = 10 * time.Second
 )
 
 // Options configure a Broker. The zero value is the development default of docs/protocol.md
@@ -55,6 +56,9 @@ type Options struct {
 
 	// Rooms are created at start when missing (default: "general", owner "admin", text).
 	Rooms []store.Room
+	// RoomCheckInterval is how often the broker checks that the rooms of Rooms still exist,
+	// creating again those the store lost (default 5 s).
+	RoomCheckInterval time.Duration
 	// NoDefaultRooms disables the default rooms when Rooms is empty.
 	NoDefaultRooms bool
 	// RoomsManagement lets every user create rooms with roomCreate.

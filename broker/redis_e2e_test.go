@@ -2,11 +2,14 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/internal/mqtttest"
@@ -145,4 +148,42 @@ func readyz(t *testing.T, b *broker.Broker) int {
 	}
 	_ = resp.Body.Close()
 	return resp.StatusCode
+}
+
+// When Redis loses its data, the broker creates its configured rooms again with a new epoch,
+// and subscribers learn of the reset from the epoch of the next message (whose id starts at 1
+// again).
+func TestRedisDataLoss(t *testing.T) {
+	addr := redistest.Standalone(t)
+	st := redisStore(t, []string{addr}, "loss")
+	b := mqtttest.StartBroker(t, func(o *broker.Options) {
+		o.Store = st
+		o.RoomCheckInterval = 50 * time.Millisecond
+	})
+	admin := mqtttest.Dial(t, "admin", mqtttest.Options{URL: tcpURL(b)})
+	sub := mqtttest.Dial(t, "sub", mqtttest.Options{URL: tcpURL(b)})
+	sub.MustSubscribe("rooms/general")
+	for i := 0; i < 3; i++ {
+		admin.Publish("rooms/general", 1, text("old"), nil)
+	}
+	var first string
+	for i := 0; i < 3; i++ {
+		first = mqtttest.UserProperty(sub.Expect("rooms/general"), "epoch")
+	}
+
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	if err := rc.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Epoch string }
+	mqtttest.WaitFor(t, 10*time.Second, "general created again", func() bool {
+		res, rerr := admin.RPC("roomHistoryInfo", map[string]any{"room": "general"})
+		return rerr == nil && json.Unmarshal(res, &info) == nil && info.Epoch != first
+	})
+	admin.Publish("rooms/general", 1, text("new"), nil)
+	p := sub.Expect("rooms/general")
+	if m := decodeRoomMsg(t, p); m.ID != 1 || mqtttest.UserProperty(p, "epoch") != info.Epoch {
+		t.Fatalf("after the loss got id %d epoch %s, want id 1 epoch %s", m.ID, mqtttest.UserProperty(p, "epoch"), info.Epoch)
+	}
 }
