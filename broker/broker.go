@@ -242,6 +242,21 @@ func (b *Broker) Start(ctx context.Context) error {
 	return nil
 }
 
+// listeners returns the broker's MQTT listeners.
+func (b *Broker) listeners() []listeners.Listener {
+	var out []listeners.Listener
+	if b.tcp != nil {
+		out = append(out, b.tcp)
+	}
+	if b.tls != nil {
+		out = append(out, b.tls)
+	}
+	if b.ws != nil {
+		out = append(out, b.ws)
+	}
+	return out
+}
+
 // ensureRooms creates the configured rooms that do not exist, and returns those it created.
 func (b *Broker) ensureRooms(ctx context.Context) ([]string, error) {
 	var created []string
@@ -329,6 +344,11 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			defer cancel()
 		}
 		var errs []error
+		// Stop accepting and disconnect the clients first, so that no connection is being
+		// established while Mochi's Close runs (it races with EstablishConnection in v2.7.9).
+		for _, l := range b.listeners() {
+			safeClose{l, b.mqtt}.Close(nil)
+		}
 		if err := b.mqtt.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close MQTT server: %w", err))
 		}
