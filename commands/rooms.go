@@ -163,7 +163,7 @@ func (s *Service) PostRoom(ctx context.Context, c Caller, room string, payload [
 	if !s.policy.CanPost(a, c.Identity) {
 		return nil, fmt.Errorf("post to room %q: %w", room, acl.ErrNotAllowed)
 	}
-	return s.rooms.Post(ctx, room, c.Identity.User, c.ClientID, payload)
+	return s.rooms.PostIn(ctx, a.Room, c.Identity.User, c.ClientID, payload)
 }
 
 func (s *Service) roomMessage(ctx context.Context, c Caller, args json.RawMessage) (any, error) {

@@ -222,6 +222,13 @@ func (s *Service) Post(ctx context.Context, room, author, origin string, payload
 	if err != nil {
 		return nil, err
 	}
+	return s.PostIn(ctx, r, author, origin, payload)
+}
+
+// PostIn is Post for a caller that has just read the room's settings (for a permission
+// check): it saves reading them again.
+func (s *Service) PostIn(ctx context.Context, r store.Room, author, origin string, payload []byte) (*Message, error) {
+	room := r.Name
 	if r.MaxMessageSize > 0 && len(payload) > r.MaxMessageSize {
 		return nil, &SizeError{Room: room, Size: len(payload), Limit: r.MaxMessageSize}
 	}
