@@ -152,6 +152,8 @@ func New(opts Options) (*Broker, error) {
 		Commands:     b.commands,
 		Policy:       policy,
 		Access:       st,
+		Broadcast:    st,
+		Instance:     opts.InstanceID,
 		MaxQueued:    opts.MaxQueued,
 		PublishRate:  opts.PublishRate,
 		PublishBurst: opts.PublishBurst,

@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/internal/redistest"
 	"github.com/roomq/roomq/store"
 )
 
@@ -76,5 +78,51 @@ func TestCrossInstanceResume(t *testing.T) {
 		if m := decodeRoomMsg(t, r.Expect("rooms/general")); m.ID != want {
 			t.Fatalf("got id %d, want %d", m.ID, want)
 		}
+	}
+}
+
+// Direct messages, presence, user events and room events reach connections on the other
+// instance.
+func TestCrossInstanceUserTraffic(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(t *testing.T) (store.Store, store.Store)
+	}{
+		{"memory", func(t *testing.T) (store.Store, store.Store) { st := store.NewMemory(); return st, st }},
+		{"redis", func(t *testing.T) (store.Store, store.Store) {
+			addr := redistest.Standalone(t)
+			return redisStore(t, []string{addr}, "users"), redisStore(t, []string{addr}, "users")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s1, s2 := tc.store(t)
+			a := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = s1 })
+			b := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = s2 })
+
+			bob := mqtttest.Dial(t, "bob", mqtttest.Options{URL: tcpURL(b)})
+			bob.MustSubscribe("users/bob/inbox", "users/bob/events", "presence/+", "rooms/general/events")
+			alice := mqtttest.Dial(t, "alice", mqtttest.Options{URL: tcpURL(a), ClientID: "alice-a"})
+			expectPresence(t, bob, "alice", true, 1) // presence made on A, seen on B
+
+			alice.MustRPC("directMessage", map[string]any{"user": "bob", "message": map[string]string{"textMessage": "across"}}, nil)
+			if p := bob.Expect("users/bob/inbox"); !bytes.Contains(p.Payload, []byte(`"across"`)) {
+				t.Errorf("inbox got %s", p.Payload)
+			}
+			bobA := mqtttest.Dial(t, "bob", mqtttest.Options{URL: wsURL(a), ClientID: "bob-a"})
+			if ev := bob.ExpectEvent("users/bob/events", "connectionEcho"); ev["clientId"] != "bob-a" || ev["connections"] != float64(2) {
+				t.Errorf("connectionEcho on B for a connection on A = %v", ev)
+			}
+			bobA.MustRPC("systemMessage", map[string]any{"data": "hello other me"}, nil)
+			if ev := bob.ExpectEvent("users/bob/events", "systemMessage"); ev["data"] != "hello other me" {
+				t.Errorf("systemMessage = %v", ev)
+			}
+			alice.MustSubscribe("rooms/general")
+			if ev := bob.ExpectEvent("rooms/general/events", "userJoined"); ev["user"] != "alice" {
+				t.Errorf("userJoined = %v", ev)
+			}
+			late := mqtttest.Dial(t, "late", mqtttest.Options{URL: tcpURL(b)})
+			late.MustSubscribe("presence/alice")
+			expectPresence(t, late, "alice", true, 1) // retained on B too
+		})
 	}
 }

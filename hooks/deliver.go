@@ -95,6 +95,13 @@ func eventMessage(topic string, ev wire.Event) message {
 // Only users who may still join the room get its events: a user who lost access loses the
 // events subscription at the next event.
 func (r *Router) RoomEvent(room string, ev wire.Event) {
+	r.roomEvent(room, ev)
+	payload, _ := json.Marshal(ev)
+	r.broadcast(envelope{Topic: wire.RoomEventsTopic(room), Payload: payload})
+}
+
+// roomEvent publishes ev on rooms/{room}/events on this instance.
+func (r *Router) roomEvent(room string, ev wire.Event) {
 	topic := wire.RoomEventsTopic(room)
 	ctx, cancel := r.ctx()
 	defer cancel()
@@ -120,23 +127,23 @@ func (r *Router) RoomEvent(room string, ev wire.Event) {
 
 // UserEvent implements rooms.Notifier and devices.Notifier.
 func (r *Router) UserEvent(user string, ev wire.Event) {
-	r.publish(eventMessage(wire.UserEventsTopic(user), ev), "")
+	r.share(eventMessage(wire.UserEventsTopic(user), ev), "")
 }
 
 // UserEventExcept implements commands.Transport.
 func (r *Router) UserEventExcept(user, except string, ev wire.Event) {
-	r.publish(eventMessage(wire.UserEventsTopic(user), ev), except)
+	r.share(eventMessage(wire.UserEventsTopic(user), ev), except)
 }
 
 // Presence implements devices.Notifier: presence/{user} is retained.
 func (r *Router) Presence(p wire.Presence) {
 	payload, _ := json.Marshal(p)
-	r.publish(message{topic: wire.PresenceTopic(p.User), payload: payload, qos: 1, retain: true}, "")
+	r.share(message{topic: wire.PresenceTopic(p.User), payload: payload, qos: 1, retain: true}, "")
 }
 
 // DeliverDirect implements commands.Transport.
 func (r *Router) DeliverDirect(to string, payload []byte) {
-	r.publish(message{topic: wire.UserInboxTopic(to), payload: payload, qos: 1}, "")
+	r.share(message{topic: wire.UserInboxTopic(to), payload: payload, qos: 1}, "")
 }
 
 // PublishWill implements devices.WillPublisher. A will on a room topic is posted as a room

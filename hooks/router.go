@@ -61,6 +61,12 @@ type RouterOptions struct {
 	MaxInflight int
 	// CommandTimeout bounds one command (default 10 s).
 	CommandTimeout time.Duration
+	// Broadcast carries the broker's own messages (events, presence, direct messages) to the
+	// other instances; nil for a single instance.
+	Broadcast store.Broadcaster
+	// Instance names this instance, so that it skips its own broadcasts. Required with
+	// Broadcast.
+	Instance string
 	// PublishRate limits the PUBLISH packets of one connection per second, with bursts of
 	// PublishBurst (default: the rate, at least 1); 0 means no limit. Over the limit a v5
 	// client gets 0x97 (quota exceeded) and an RPC request the error rateLimited.
@@ -96,6 +102,9 @@ type Router struct {
 	offline map[string]map[string]*rooms.Resume
 	closed  bool
 	wg      sync.WaitGroup
+
+	outgoing      chan envelope // to the other instances (shared.go)
+	stopListening func()        // ends the subscription to the other instances
 }
 
 var (
@@ -131,6 +140,9 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = DefaultCommandTimeout
 	}
+	if opts.Broadcast != nil && opts.Instance == "" {
+		return nil, errors.New("hooks: RouterOptions.Instance is required with Broadcast")
+	}
 	if opts.PublishRate > 0 && opts.PublishBurst <= 0 {
 		opts.PublishBurst = max(1, int(opts.PublishRate))
 	}
@@ -153,6 +165,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		conns:    make(map[*mqtt.Client]*conn),
 		byID:     make(map[string]*conn),
 		offline:  make(map[string]map[string]*rooms.Resume),
+		outgoing: make(chan envelope, broadcastQueue),
 	}, nil
 }
 
@@ -164,6 +177,7 @@ func (r *Router) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnStopped, mqtt.OnClientExpired,
+		mqtt.OnStarted,
 	}, []byte{b})
 }
 
@@ -349,15 +363,19 @@ func (r *Router) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	r.OnQosComplete(cl, pk)
 }
 
+// OnStarted starts exchanging the broker's own messages with the other instances.
+func (r *Router) OnStarted() { r.startSharing() }
+
 // OnStopped stops every outbox and waits for the router's goroutines.
 func (r *Router) OnStopped() {
 	r.mu.Lock()
-	r.closed = true
+	r.closed = true // from now on nothing is queued for the other instances
 	conns := make([]*conn, 0, len(r.conns))
 	for _, c := range r.conns {
 		conns = append(conns, c)
 	}
 	r.mu.Unlock()
+	r.stopSharing()
 	for _, c := range conns {
 		c.out.close()
 	}

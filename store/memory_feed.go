@@ -113,3 +113,17 @@ func (s *feedSub) run() {
 		}
 	}
 }
+
+// broadcastRoom is the feed key of broadcasts: not a valid room name, so no room's feed.
+const broadcastRoom = "\x00broadcast"
+
+// Broadcast implements Broadcaster: every SubscribeBroadcast of this store gets payload.
+func (m *Memory) Broadcast(_ context.Context, payload []byte) error {
+	m.feed.publish(broadcastRoom, Message{Payload: payload}, "")
+	return nil
+}
+
+// SubscribeBroadcast implements Broadcaster.
+func (m *Memory) SubscribeBroadcast(ctx context.Context, deliver func([]byte)) (func(), error) {
+	return m.SubscribeRoom(ctx, broadcastRoom, func(msg Message, _ string) { deliver(msg.Payload) })
+}

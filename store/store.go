@@ -191,9 +191,21 @@ type Feed interface {
 	SubscribeRoom(ctx context.Context, room string, deliver func(m Message, epoch string)) (cancel func(), err error)
 }
 
+// Broadcaster carries small messages from one instance to every instance (itself included):
+// the broker's user-level traffic (direct messages, events, presence). Delivery is at most
+// once and may miss messages sent while an instance is disconnected from the store.
+type Broadcaster interface {
+	// Broadcast sends payload to every subscriber of every instance.
+	Broadcast(ctx context.Context, payload []byte) error
+	// SubscribeBroadcast calls deliver, sequentially, with every payload broadcast after it
+	// returns, until cancel is called; cancel waits until no call of deliver is running.
+	SubscribeBroadcast(ctx context.Context, deliver func(payload []byte)) (cancel func(), err error)
+}
+
 // Store is the whole of the broker's shared state.
 type Store interface {
 	Feed
+	Broadcaster
 	Rooms
 	History
 	Connections
