@@ -57,6 +57,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"WhitelistMode", testWhitelistMode},
 		{"AccessListsNoRoom", testAccessListsNoRoom},
 		{"CountOwnedRooms", testCountOwnedRooms},
+		{"Broadcast", testBroadcast},
 		{"FeedDelivery", testFeedDelivery},
 		{"FeedCancel", testFeedCancel},
 		{"FeedCancelWaits", testFeedCancelWaits},
