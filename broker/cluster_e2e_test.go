@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -125,4 +126,54 @@ func TestCrossInstanceUserTraffic(t *testing.T) {
 			expectPresence(t, late, "alice", true, 1) // retained on B too
 		})
 	}
+}
+
+// Control across instances: a client id connecting on one instance takes over its connection
+// on the other (0x8E); disconnect reaches a connection on the other instance (0x98); a user
+// removed from a room on one instance loses it on the other at once.
+func TestCrossInstanceControl(t *testing.T) {
+	addr := redistest.Standalone(t)
+	a := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = redisStore(t, []string{addr}, "ctl") })
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = redisStore(t, []string{addr}, "ctl") })
+
+	old := mqtttest.Dial(t, "tim", mqtttest.Options{URL: tcpURL(a), ClientID: "tim-phone"})
+	mqtttest.Dial(t, "tim", mqtttest.Options{URL: tcpURL(b), ClientID: "tim-phone"})
+	select {
+	case <-old.Lost():
+	case <-time.After(mqtttest.Timeout):
+		t.Fatal("connection on the other instance not taken over")
+	}
+	if d := old.ServerDisconnect(); d == nil || d.ReasonCode != 0x8E {
+		t.Errorf("taken-over connection got %+v, want DISCONNECT 0x8E", d)
+	}
+
+	onA := mqtttest.Dial(t, "una", mqtttest.Options{URL: tcpURL(a), ClientID: "una-a"})
+	onB := mqtttest.Dial(t, "una", mqtttest.Options{URL: tcpURL(b), ClientID: "una-b"})
+	onB.MustRPC("disconnect", map[string]any{"clientId": "una-a"}, nil)
+	select {
+	case <-onA.Lost():
+	case <-time.After(mqtttest.Timeout):
+		t.Fatal("disconnect did not reach the other instance")
+	}
+
+	owner := mqtttest.Dial(t, "ori", mqtttest.Options{URL: tcpURL(a)})
+	owner.MustRPC("roomCreate", map[string]any{"room": "split"}, nil)
+	owner.MustSubscribe("rooms/split")
+	victim := mqtttest.Dial(t, "vera", mqtttest.Options{URL: tcpURL(b)})
+	victim.MustSubscribe("rooms/split", "users/vera/events")
+	owner.MustRPC("roomAddToList", roomArgs("split", "blacklist", "vera"), nil)
+	victim.ExpectEvent("users/vera/events", "roomAccessRemoved")
+	mqtttest.WaitFor(t, mqtttest.Timeout, "the subscription on the other instance to end", func() bool {
+		subs, _ := b.Subscriptions(victim.ID)
+		for _, s := range subs {
+			if s == "rooms/split" {
+				return false
+			}
+		}
+		return true
+	})
+	owner.Publish("rooms/split", 1, text("after"), nil)
+	owner.Expect("rooms/split")
+	victim.MustRPC("listOwnSockets", map[string]any{}, nil)
+	victim.ExpectNone("rooms/split", 0)
 }

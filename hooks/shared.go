@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/roomq/roomq/wire"
 )
 
@@ -18,11 +20,27 @@ const broadcastTimeout = 5 * time.Second
 // the other instances, which deliver it to their subscribers as if it were published there.
 type envelope struct {
 	Instance string `json:"i"`
-	Topic    string `json:"t"`
-	Payload  []byte `json:"p"`
-	Retain   bool   `json:"r,omitempty"`
-	Except   string `json:"x,omitempty"`
+	// Kind is empty for a message, or one of the control kinds below.
+	Kind    string `json:"k,omitempty"`
+	Topic   string `json:"t,omitempty"`
+	Payload []byte `json:"p,omitempty"`
+	Retain  bool   `json:"r,omitempty"`
+	Except  string `json:"x,omitempty"`
+	Client  string `json:"c,omitempty"`
+	Session string `json:"s,omitempty"`
+	Room    string `json:"m,omitempty"`
+	User    string `json:"u,omitempty"`
 }
+
+// Control kinds: what another instance must do to its own connections.
+const (
+	// kindTakeover: Client connected anew (Session); an older connection of it ends (0x8E).
+	kindTakeover = "takeover"
+	// kindDisconnect: Client is to be disconnected (0x98).
+	kindDisconnect = "disconnect"
+	// kindRemoved: User lost access to Room; their subscribers there end.
+	kindRemoved = "removed"
+)
 
 // share publishes m here and on the other instances.
 func (r *Router) share(m message, except string) {
@@ -102,6 +120,24 @@ func (r *Router) fromBroadcast(b []byte) {
 	if json.Unmarshal(b, &e) != nil || e.Instance == r.opts.Instance {
 		return // undecodable, or ours: delivered here already
 	}
+	switch e.Kind {
+	case kindTakeover:
+		if c, ok := r.connByID(e.Client); ok && c.session.ID != e.Session {
+			r.kick(c.cl, packets.ErrSessionTakenOver) // [MQTT-3.1.4-3], cluster-wide
+		}
+		return
+	case kindDisconnect:
+		if c, ok := r.connByID(e.Client); ok {
+			r.kick(c.cl, packets.ErrAdministrativeAction)
+		}
+		return
+	case kindRemoved:
+		r.rooms.DropUser(e.Room, e.User)
+		return
+	case "":
+	default:
+		return // a kind of a newer version
+	}
 	if t := wire.ParseTopic(e.Topic); t.Kind == wire.TopicRoomEvents {
 		var ev wire.Event
 		if json.Unmarshal(e.Payload, &ev) == nil {
@@ -110,4 +146,9 @@ func (r *Router) fromBroadcast(b []byte) {
 		return
 	}
 	r.publish(message{topic: e.Topic, payload: e.Payload, qos: 1, retain: e.Retain}, e.Except)
+}
+
+// UserRemoved implements rooms.Notifier: the other instances drop the user's subscribers.
+func (r *Router) UserRemoved(room, user string) {
+	r.broadcast(envelope{Kind: kindRemoved, Room: room, User: user})
 }

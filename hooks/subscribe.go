@@ -165,7 +165,11 @@ func (r *Router) LeaveRoom(ctx context.Context, user, clientID, room string) (ro
 func (r *Router) Disconnect(clientID string) bool {
 	cl, ok := r.srv.Clients.Get(clientID)
 	if !ok || cl.Closed() {
-		return false
+		if r.opts.Broadcast == nil {
+			return false
+		}
+		r.broadcast(envelope{Kind: kindDisconnect, Client: clientID}) // its instance does it
+		return true
 	}
 	r.kick(cl, packets.ErrAdministrativeAction)
 	return true

@@ -38,6 +38,9 @@ type Notifier interface {
 	RoomEvent(room string, ev wire.Event)
 	// UserEvent publishes ev on users/{user}/events.
 	UserEvent(user string, ev wire.Event)
+	// UserRemoved tells the other instances that user lost access to room: they drop the
+	// user's subscribers there (DropUser).
+	UserRemoved(room, user string)
 }
 
 // Options configure a Service.
@@ -436,6 +439,24 @@ func (s *Service) Leave(ctx context.Context, room, user, clientID, key string) (
 // RoomRemoved, the memberships of all the user's connections end, and the user gets
 // roomAccessRemoved. It is what happens to a user who lost access to the room.
 func (s *Service) RemoveUser(ctx context.Context, room, user string) error {
+	s.DropUser(room, user)
+	s.notify.UserRemoved(room, user)
+	conns, err := s.store.UserConnections(ctx, user)
+	if err != nil {
+		return fmt.Errorf("remove %q from room %q: %w", user, room, err)
+	}
+	for _, c := range conns {
+		if _, err := s.Leave(ctx, room, user, c.ClientID, ""); err != nil {
+			return fmt.Errorf("remove %q from room %q: %w", user, room, err)
+		}
+	}
+	s.notify.UserEvent(user, wire.NewEvent(wire.EventRoomAccessRemoved, map[string]any{"room": room}))
+	return nil
+}
+
+// DropUser removes the user's subscribers of room on this instance only, at once: the part of
+// RemoveUser that every instance does when told that the user lost access.
+func (s *Service) DropUser(room, user string) {
 	st := s.state(room)
 	st.mu.Lock()
 	var removed []subscription
@@ -451,17 +472,6 @@ func (s *Service) RemoveUser(ctx context.Context, room, user string) error {
 	for _, sub := range removed {
 		sub.RoomRemoved(room)
 	}
-	conns, err := s.store.UserConnections(ctx, user)
-	if err != nil {
-		return fmt.Errorf("remove %q from room %q: %w", user, room, err)
-	}
-	for _, c := range conns {
-		if _, err := s.Leave(ctx, room, user, c.ClientID, ""); err != nil {
-			return fmt.Errorf("remove %q from room %q: %w", user, room, err)
-		}
-	}
-	s.notify.UserEvent(user, wire.NewEvent(wire.EventRoomAccessRemoved, map[string]any{"room": room}))
-	return nil
 }
 
 // HistoryInfo describes a room's history for the roomHistoryInfo command.

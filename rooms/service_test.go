@@ -14,6 +14,7 @@ type nopNotifier struct{}
 
 func (nopNotifier) RoomEvent(string, wire.Event) {}
 func (nopNotifier) UserEvent(string, wire.Event) {}
+func (nopNotifier) UserRemoved(string, string)   {}
 
 // A custom checker's plain error is a refusal; its panic is an internal error, and the
 // service keeps working.
