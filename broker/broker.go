@@ -225,6 +225,13 @@ func (b *Broker) Start(ctx context.Context) error {
 	if err := b.mqtt.Serve(); err != nil {
 		return fmt.Errorf("broker: serve MQTT: %w", err)
 	}
+	if b.ws != nil {
+		select { // Mochi starts its listeners in goroutines: /mqtt answers 503 until then
+		case <-b.ws.Serving():
+		case <-ctx.Done():
+			return fmt.Errorf("broker: start WebSocket listener: %w", ctx.Err())
+		}
+	}
 	if b.http != nil {
 		b.wg.Add(1)
 		go func() {

@@ -141,8 +141,12 @@ func TestPublishRateLimit(t *testing.T) {
 // is not a new connection.
 func TestConnectionsPerUserLimit(t *testing.T) {
 	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.MaxConnectionsPerUser = 2 })
+	watcher := mqtttest.Dial(t, "watcher", mqtttest.Options{URL: tcpURL(b)})
+	watcher.MustSubscribe("presence/cora")
 	mqtttest.Dial(t, "cora", mqtttest.Options{URL: tcpURL(b), ClientID: "c1"})
 	mqtttest.Dial(t, "cora", mqtttest.Options{URL: tcpURL(b), ClientID: "c2"})
+	// A connection counts once it is recorded, just after its CONNACK: wait for that.
+	expectPresence(t, watcher, "cora", true, 2)
 	third := mqtttest.Dial(t, "cora", mqtttest.Options{URL: wsURL(b), ClientID: "c3", NoFail: true})
 	if third.Connack == nil || third.Connack.ReasonCode != 0x97 {
 		t.Errorf("third connection: %+v, want CONNACK 0x97", third.Connack)

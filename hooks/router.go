@@ -261,7 +261,7 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		r.log.Error("record connection", logKeyClient, cl.ID, logKeyError, err)
 	}
 	// A connection with this client id on another instance is taken over.
-	r.broadcast(envelope{Kind: kindTakeover, Client: cl.ID, Session: c.session.ID})
+	r.broadcast(envelope{Kind: kindTakeover, Client: cl.ID, Session: c.session.ID, At: c.session.ConnectedAt.UnixMilli()})
 	// A resumed session keeps its subscriptions [MQTT-3.1.2-5]: rejoin its rooms where the
 	// previous connection stopped, so that nothing is missed or doubled.
 	for filter, sub := range cl.State.Subscriptions.GetAll() {

@@ -30,6 +30,9 @@ type envelope struct {
 	Session string `json:"s,omitempty"`
 	Room    string `json:"m,omitempty"`
 	User    string `json:"u,omitempty"`
+	// At is when the connection of a takeover connected, in milliseconds: only older
+	// connections are taken over (a client that flaps back is not kicked by a late message).
+	At int64 `json:"a,omitempty"`
 }
 
 // Control kinds: what another instance must do to its own connections.
@@ -122,7 +125,7 @@ func (r *Router) fromBroadcast(b []byte) {
 	}
 	switch e.Kind {
 	case kindTakeover:
-		if c, ok := r.connByID(e.Client); ok && c.session.ID != e.Session {
+		if c, ok := r.connByID(e.Client); ok && c.session.ID != e.Session && c.session.ConnectedAt.UnixMilli() <= e.At {
 			r.kick(c.cl, packets.ErrSessionTakenOver) // [MQTT-3.1.4-3], cluster-wide
 		}
 		return

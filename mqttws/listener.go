@@ -54,6 +54,8 @@ type Listener struct {
 	conns     map[*conn]struct{} // upgraded connections handed to Mochi
 	handlers  sync.WaitGroup     // ServeHTTP calls admitted while open; Add only under mu
 	done      chan struct{}      // closed by the first Close; Serve waits on it
+	serving   chan struct{}      // closed once Serve has been called
+	serveOnce sync.Once
 }
 
 var (
@@ -80,6 +82,7 @@ func New(opts Options) (*Listener, error) {
 		handshakeTimeout: opts.HandshakeTimeout,
 		conns:            make(map[*conn]struct{}),
 		done:             make(chan struct{}),
+		serving:          make(chan struct{}),
 	}
 	l.upgrader = websocket.Upgrader{
 		HandshakeTimeout: opts.HandshakeTimeout,
@@ -124,8 +127,14 @@ func (l *Listener) Serve(establish listeners.EstablishFn) {
 		l.establish = establish
 	}
 	l.mu.Unlock()
+	l.serveOnce.Do(func() { close(l.serving) })
 	<-l.done
 }
+
+// Serving is closed once Mochi has called Serve: from then on ServeHTTP upgrades connections
+// (before, it answers 503). Mochi starts its listeners in goroutines, so a caller that opens
+// the HTTP port right after mqtt.Server.Serve waits for it first.
+func (l *Listener) Serving() <-chan struct{} { return l.serving }
 
 // Close stops the listener: later ServeHTTP calls answer 503 and Serve returns. It calls
 // closeClients (Mochi disconnects the clients of this listener), then closes the connections
