@@ -137,6 +137,7 @@ func TestCrossInstanceControl(t *testing.T) {
 	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = redisStore(t, []string{addr}, "ctl") })
 
 	old := mqtttest.Dial(t, "tim", mqtttest.Options{URL: tcpURL(a), ClientID: "tim-phone"})
+	old.MustSubscribe("users/tim/events") // a round trip: the connection is recorded
 	mqtttest.Dial(t, "tim", mqtttest.Options{URL: tcpURL(b), ClientID: "tim-phone"})
 	select {
 	case <-old.Lost():
@@ -148,6 +149,7 @@ func TestCrossInstanceControl(t *testing.T) {
 	}
 
 	onA := mqtttest.Dial(t, "una", mqtttest.Options{URL: tcpURL(a), ClientID: "una-a"})
+	onA.MustSubscribe("users/una/events") // a round trip: the connection is recorded
 	onB := mqtttest.Dial(t, "una", mqtttest.Options{URL: tcpURL(b), ClientID: "una-b"})
 	onB.MustRPC("disconnect", map[string]any{"clientId": "una-a"}, nil)
 	select {
