@@ -28,30 +28,35 @@ func startInstances(t *testing.T, n int, st store.Store) []*broker.Broker {
 // A room message accepted on any instance reaches the subscribers on every instance, in id
 // order, once, while clients publish on all of them at once.
 func TestCrossInstanceDeliveryInOrder(t *testing.T) {
-	st := store.NewMemory()
-	bs := startInstances(t, 2, st)
+	postEverywhereInOrder(t, startInstances(t, 2, store.NewMemory()), 2, 60)
+}
+
+// postEverywhereInOrder has publishers (perInstance on each instance, each posting n
+// messages, at QoS 0 and 1 alternately) post to rooms/general at once, and checks that a
+// subscriber on every instance gets ids 1..total in order, once each. It returns total.
+func postEverywhereInOrder(t *testing.T, bs []*broker.Broker, perInstance, n int) uint64 {
+	t.Helper()
 	var subs []*mqtttest.Client
 	for i, b := range bs {
 		s := mqtttest.Dial(t, fmt.Sprintf("sub%d", i), mqtttest.Options{URL: tcpURL(b)})
 		s.MustSubscribe("rooms/general")
 		subs = append(subs, s)
 	}
-	const each = 60
 	var wg sync.WaitGroup
 	for i, b := range bs {
-		for j := 0; j < 2; j++ {
+		for j := 0; j < perInstance; j++ {
 			p := mqtttest.Dial(t, fmt.Sprintf("pub%d-%d", i, j), mqtttest.Options{URL: wsURL(b)})
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for k := 0; k < each; k++ {
+				for k := 0; k < n; k++ {
 					p.Publish("rooms/general", byte(k%2), text("x"), nil)
 				}
 			}()
 		}
 	}
 	wg.Wait()
-	total := uint64(len(bs) * 2 * each)
+	total := uint64(len(bs) * perInstance * n)
 	for _, s := range subs {
 		for want := uint64(1); want <= total; want++ {
 			if m := decodeRoomMsg(t, s.Expect("rooms/general")); m.ID != want {
@@ -59,6 +64,7 @@ func TestCrossInstanceDeliveryInOrder(t *testing.T) {
 			}
 		}
 	}
+	return total
 }
 
 // A subscriber that resumes on another instance gets every message after its position, from

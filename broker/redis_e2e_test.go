@@ -3,9 +3,7 @@ package broker_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -56,35 +54,10 @@ func TestRedisInstances(t *testing.T) {
 				st := redisStore(t, addrs, "e2e")
 				bs = append(bs, mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = st }))
 			}
-			var subs []*mqtttest.Client
-			for i, b := range bs {
-				s := mqtttest.Dial(t, fmt.Sprintf("sub%d", i), mqtttest.Options{URL: tcpURL(b)})
-				s.MustSubscribe("rooms/general")
-				subs = append(subs, s)
-			}
-			const each = 40
-			var wg sync.WaitGroup
-			for i, b := range bs {
-				p := mqtttest.Dial(t, fmt.Sprintf("pub%d", i), mqtttest.Options{URL: wsURL(b)})
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for k := 0; k < each; k++ {
-						p.Publish("rooms/general", 1, text("x"), nil)
-					}
-				}()
-			}
-			wg.Wait()
-			total := uint64(len(bs) * each)
-			for _, s := range subs {
-				for want := uint64(1); want <= total; want++ {
-					if m := decodeRoomMsg(t, s.Expect("rooms/general")); m.ID != want {
-						t.Fatalf("%s: got id %d, want %d", s.ID, m.ID, want)
-					}
-				}
-			}
+			total := postEverywhereInOrder(t, bs, 1, 40)
+			admin := mqtttest.Dial(t, "admin", mqtttest.Options{URL: tcpURL(bs[1])})
 			var info struct{ LastMessageID uint64 }
-			subs[1].MustRPC("roomHistoryInfo", map[string]any{"room": "general"}, &info)
+			admin.MustRPC("roomHistoryInfo", map[string]any{"room": "general"}, &info)
 			if info.LastMessageID != total {
 				t.Errorf("history of the other instance ends at %d, want %d", info.LastMessageID, total)
 			}
