@@ -314,19 +314,27 @@ func moveSlot(t *testing.T, ctx context.Context, nodes []*redis.Client, ids []st
 	}
 }
 
-// TestRedisFeedSkipsBadFrames publishes frames that do not decode on a room's channel and checks
-// that the subscription skips them and goes on.
-func TestRedisFeedSkipsBadFrames(t *testing.T) {
+// rawFeedRoom starts a Redis server with a store holding room "r", and returns a context for
+// the test, the store, a plain client of the server and the store's key prefix.
+func rawFeedRoom(t *testing.T) (context.Context, *store.Redis, *redis.Client, string) {
+	t.Helper()
 	addr := redistest.Standalone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), feedWait)
-	defer cancel()
+	t.Cleanup(cancel)
 	prefix := newPrefix()
 	s := feedStore(t, redis.NewClient(&redis.Options{Addr: addr}), prefix)
 	raw := redis.NewClient(&redis.Options{Addr: addr})
-	defer raw.Close()
+	t.Cleanup(func() { _ = raw.Close() })
 	if err := s.CreateRoom(ctx, store.Room{Name: "r", Owner: "o"}); err != nil {
 		t.Fatal(err)
 	}
+	return ctx, s, raw, prefix
+}
+
+// TestRedisFeedSkipsBadFrames publishes frames that do not decode on a room's channel and checks
+// that the subscription skips them and goes on.
+func TestRedisFeedSkipsBadFrames(t *testing.T) {
+	ctx, s, raw, prefix := rawFeedRoom(t)
 	l := newFeedLog()
 	feedSubscribe(t, s, "r", l)
 	for _, bad := range []string{"", "x", "1:", "1:2:ab", "0:0:\x01\x00\x00\x00", "1:99:x", "1:0:\x02", "1:-1:\x01\x00\x00\x00"} {
@@ -344,16 +352,7 @@ func TestRedisFeedSkipsBadFrames(t *testing.T) {
 // TestRedisFeedLargeIDs checks that ids beyond what Lua prints without an exponent reach the
 // feed whole.
 func TestRedisFeedLargeIDs(t *testing.T) {
-	addr := redistest.Standalone(t)
-	ctx, cancel := context.WithTimeout(context.Background(), feedWait)
-	defer cancel()
-	prefix := newPrefix()
-	s := feedStore(t, redis.NewClient(&redis.Options{Addr: addr}), prefix)
-	raw := redis.NewClient(&redis.Options{Addr: addr})
-	defer raw.Close()
-	if err := s.CreateRoom(ctx, store.Room{Name: "r", Owner: "o"}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, s, raw, prefix := rawFeedRoom(t)
 	const last = 1<<53 - 10 // Lua numbers are doubles: exact up to 2^53
 	if err := raw.HSet(ctx, "{"+prefix+":room:r}:room", "last", last).Err(); err != nil {
 		t.Fatal(err)
