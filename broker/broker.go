@@ -34,6 +34,7 @@ type Broker struct {
 	rooms    *rooms.Service
 	devices  *devices.Registry
 	commands *commands.Service
+	router   *hooks.Router
 	mqtt     *mqtt.Server
 	tcp      *listeners.TCP
 	tls      *listeners.TCP
@@ -104,11 +105,14 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	b.devices, err = devices.New(devices.Options{
-		Store:    st,
-		Instance: opts.InstanceID,
-		Notifier: notifier,
-		Wills:    notifier,
-		Logger:   log,
+		Store:          st,
+		Rooms:          b.rooms,
+		FailureTimeout: opts.FailureTimeout,
+		Fenced:         notifier.disconnectAll,
+		Instance:       opts.InstanceID,
+		Notifier:       notifier,
+		Wills:          notifier,
+		Logger:         log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -163,6 +167,7 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	notifier.Router = router
+	b.router = router
 	b.commands.SetTransport(router)
 	if err := b.mqtt.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
@@ -217,13 +222,25 @@ func New(opts Options) (*Broker, error) {
 // notify through it.
 type lateNotifier struct{ *hooks.Router }
 
+func (n *lateNotifier) disconnectAll() { n.DisconnectAll() }
+
 // Start creates the configured rooms and starts serving.
 func (b *Broker) Start(ctx context.Context) error {
 	if _, err := b.ensureRooms(ctx); err != nil {
 		return err
 	}
+	if err := b.devices.Start(ctx); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
 	if err := b.mqtt.Serve(); err != nil {
 		return fmt.Errorf("broker: serve MQTT: %w", err)
+	}
+	// presence/+ is complete here too: the presence of users connected to other instances.
+	// (Serve subscribed to the other instances' messages; newer ones win over these.)
+	if ps, err := b.devices.Presences(ctx); err != nil {
+		b.log.Warn("read the presence of users connected elsewhere", "error", err)
+	} else {
+		b.router.RetainPresences(ps)
 	}
 	if b.ws != nil {
 		select { // Mochi starts its listeners in goroutines: /mqtt answers 503 until then
@@ -368,6 +385,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		}
 		b.wg.Wait()
 		b.devices.Close()
+		if err := b.devices.Deregister(ctx); err != nil {
+			errs = append(errs, err)
+		}
 		b.rooms.Close()
 		if err := b.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close store: %w", err))

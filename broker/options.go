@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/devices"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
 )
@@ -17,6 +18,7 @@ const (
 	DefaultMaxPacketSize     = 1 << 20
 	DefaultShutdownGrace     = 10 * time.Second
 	DefaultRoomCheckInterval = 5 * time.Second
+	DefaultFailureTimeout    = devices.DefaultFailureTimeout
 	DefaultGeneralRoom       = "general"
 	DefaultAdminUser         = "admin"
 	defaultReadHeaderTime    = 10 * time.Second
@@ -38,8 +40,13 @@ type Options struct {
 	// AllowedOrigins lists the browser origins, besides the broker's own host, allowed to open
 	// MQTT over WebSocket; "*" allows all.
 	AllowedOrigins []string
-	// InstanceID names this instance; empty means a random id.
+	// InstanceID names this instance; empty means a random id. An instance that restarts with
+	// the same id cleans up what its earlier run left in the store at once; one with a new id
+	// leaves that to the failure timeout.
 	InstanceID string
+	// FailureTimeout is how long after an instance dies the others have published its
+	// clients' wills and presence and ended their room memberships (default 15 s).
+	FailureTimeout time.Duration
 
 	// Store keeps the shared state; nil means a new in-memory store. The broker closes it.
 	Store store.Store
@@ -109,5 +116,6 @@ func DefaultOptions() Options {
 		RoomsManagement:   true,
 		NotifyUserlist:    true,
 		NotifyAccessLists: true,
+		FailureTimeout:    DefaultFailureTimeout,
 	}
 }

@@ -2,6 +2,7 @@ package devices
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,10 +57,36 @@ type Session struct {
 	Will *Will
 }
 
+// Store is what the registry keeps in the shared store: connections, the instances' heartbeats
+// and the latest presence of users.
+type Store interface {
+	store.Connections
+	store.Instances
+	store.Presences
+}
+
+// RoomLeaver ends the room memberships of a connection that an instance failure ended.
+type RoomLeaver interface {
+	// LeaveRooms makes clientID of user leave every room it has joined.
+	LeaveRooms(ctx context.Context, user, clientID string) error
+}
+
+// DefaultFailureTimeout is how long an instance may be silent before the others take it for
+// dead and clean up after it.
+const DefaultFailureTimeout = 15 * time.Second
+
 // Options configure a Registry.
 type Options struct {
 	// Store keeps connections across instances. Required.
-	Store store.Connections
+	Store Store
+	// Rooms ends the room memberships of the connections of a dead instance. Required.
+	Rooms RoomLeaver
+	// FailureTimeout is how long after an instance dies the others have cleaned up after it
+	// (DefaultFailureTimeout when 0).
+	FailureTimeout time.Duration
+	// Fenced is called when this instance learns that the others took it for dead (it could
+	// not reach the store for too long) and cleaned up after it: its connections are no
+	// longer recorded, so it should end them. Their wills were published already.
 	// Instance names this broker instance. Required.
 	Instance string
 	// Notifier publishes presence and echoes. Required.
@@ -68,24 +95,29 @@ type Options struct {
 	Wills WillPublisher
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	Fenced func()
 	// Logger receives the registry's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
 
 // Registry tracks the connections of this instance.
 type Registry struct {
-	store    store.Connections
+	store    Store
+	rooms    RoomLeaver
 	instance string
 	notify   Notifier
 	wills    WillPublisher
 	now      func() time.Time
 	log      *slog.Logger
+	fenced   func()
+	timing   timing
 
 	mu       sync.Mutex
 	sessions map[string]*Session    // by client id
 	delayed  map[string]*time.Timer // delayed wills by client id
 	closed   bool
 	wg       sync.WaitGroup
+	stop     chan struct{} // closed by Close: the heartbeat loop ends
 }
 
 // New returns a Registry.
@@ -93,6 +125,8 @@ func New(opts Options) (*Registry, error) {
 	switch {
 	case opts.Store == nil:
 		return nil, errors.New("devices: Options.Store is required")
+	case opts.Rooms == nil:
+		return nil, errors.New("devices: Options.Rooms is required")
 	case opts.Instance == "":
 		return nil, errors.New("devices: Options.Instance is required")
 	case opts.Notifier == nil:
@@ -106,8 +140,18 @@ func New(opts Options) (*Registry, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.FailureTimeout <= 0 {
+		opts.FailureTimeout = DefaultFailureTimeout
+	}
+	if opts.Fenced == nil {
+		opts.Fenced = func() {}
+	}
 	return &Registry{
 		store:    opts.Store,
+		rooms:    opts.Rooms,
+		fenced:   opts.Fenced,
+		timing:   timingFor(opts.FailureTimeout),
+		stop:     make(chan struct{}),
 		instance: opts.Instance,
 		notify:   opts.Notifier,
 		wills:    opts.Wills,
@@ -127,19 +171,27 @@ func (r *Registry) Connected(ctx context.Context, s *Session) error {
 	r.sessions[s.ClientID] = s
 	r.mu.Unlock()
 
-	count, err := r.store.AddConnection(ctx, store.Connection{
+	c := store.Connection{
 		ClientID:    s.ClientID,
 		Session:     s.ID,
 		User:        s.Identity.User,
 		Instance:    r.instance,
 		ConnectedAt: s.ConnectedAt.UnixMilli(),
-	})
+	}
+	if s.Will != nil {
+		w, err := json.Marshal(s.Will)
+		if err != nil {
+			return fmt.Errorf("record connection %q: encode will: %w", s.ClientID, err)
+		}
+		c.Will = w
+	}
+	count, err := r.store.AddConnection(ctx, c)
 	if err != nil {
 		return fmt.Errorf("record connection %q: %w", s.ClientID, err)
 	}
-	r.publishPresence(s.Identity.User, count)
+	r.publishPresence(ctx, s.Identity.User, count)
 	r.notify.UserEvent(s.Identity.User, wire.NewEvent(wire.EventConnectionEcho, map[string]any{
-		"clientId": s.ClientID, "connections": count,
+		"clientId": s.ClientID, "connections": count.N,
 	}))
 	return nil
 }
@@ -153,12 +205,13 @@ func (r *Registry) Disconnected(ctx context.Context, s *Session, graceful bool) 
 	if ok && cur == s {
 		delete(r.sessions, s.ClientID)
 	}
+	will := s.Will
 	r.mu.Unlock()
 
 	// A delayed will is cancelled by a new connection with the same client id
 	// [MQTT-3.1.3-9], which may have arrived before this one finished closing.
-	if !graceful && s.Will != nil && !(takenOver && s.Will.Delay > 0) {
-		r.scheduleWill(*s.Will)
+	if !graceful && will != nil && !(takenOver && will.Delay > 0) {
+		r.scheduleWill(*will)
 	}
 	removed, left, err := r.store.RemoveConnection(ctx, s.ClientID, s.ID)
 	if err != nil {
@@ -168,9 +221,9 @@ func (r *Registry) Disconnected(ctx context.Context, s *Session, graceful bool) 
 	if !removed {
 		return // taken over: the new connection keeps the count
 	}
-	r.publishPresence(s.Identity.User, left)
+	r.publishPresence(ctx, s.Identity.User, left)
 	r.notify.UserEvent(s.Identity.User, wire.NewEvent(wire.EventDisconnectionEcho, map[string]any{
-		"clientId": s.ClientID, "connections": left,
+		"clientId": s.ClientID, "connections": left.N,
 	}))
 }
 
@@ -212,13 +265,42 @@ func (r *Registry) cancelWillLocked(clientID string) {
 	}
 }
 
-func (r *Registry) publishPresence(user string, count int) {
-	r.notify.Presence(wire.Presence{
+// publishPresence publishes the presence of user with count connections, and keeps it in the
+// store for instances that start later.
+func (r *Registry) publishPresence(ctx context.Context, user string, count store.UserCount) {
+	p := wire.Presence{
 		User:        user,
-		Online:      count > 0,
-		Connections: count,
+		Online:      count.N > 0,
+		Connections: count.N,
 		Timestamp:   r.now().UnixMilli(),
-	})
+		Version:     count.Version,
+	}
+	r.notify.Presence(p)
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return
+	}
+	if err := r.store.SetPresence(ctx, store.Presence{User: user, Version: count.Version, Payload: payload}); err != nil {
+		r.log.Warn("store presence", "user", user, "error", err)
+	}
+}
+
+// Presences returns the presence of every user the store knows, for an instance that starts.
+func (r *Registry) Presences(ctx context.Context) ([]wire.Presence, error) {
+	stored, err := r.store.Presences(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read presences: %w", err)
+	}
+	out := make([]wire.Presence, 0, len(stored))
+	for _, sp := range stored {
+		var p wire.Presence
+		if json.Unmarshal(sp.Payload, &p) != nil || p.User != sp.User {
+			continue
+		}
+		p.Version = sp.Version
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // Session returns the connection of clientID on this instance.
@@ -252,10 +334,14 @@ func (r *Registry) UserConnections(ctx context.Context, user string) ([]store.Co
 	return conns, nil
 }
 
-// Close stops the delayed wills that are still waiting and waits for any being published.
-// (Handing them to surviving instances is the job of a shared store's instance recovery.)
+// Close stops the heartbeats and the delayed wills that are still waiting, and waits for any
+// being published. It does not remove the instance from the store: Deregister does, once the
+// connections are closed.
 func (r *Registry) Close() {
 	r.mu.Lock()
+	if !r.closed {
+		close(r.stop)
+	}
 	r.closed = true
 	for id := range r.delayed {
 		r.cancelWillLocked(id)

@@ -135,10 +135,51 @@ func (r *Router) UserEventExcept(user, except string, ev wire.Event) {
 	r.share(eventMessage(wire.UserEventsTopic(user), ev), except)
 }
 
-// Presence implements devices.Notifier: presence/{user} is retained.
+// Presence implements devices.Notifier: presence/{user} is retained, on every instance. The
+// instances report the counts of a user out of order; each keeps the one with the highest
+// version.
 func (r *Router) Presence(p wire.Presence) {
 	payload, _ := json.Marshal(p)
-	r.share(message{topic: wire.PresenceTopic(p.User), payload: payload, qos: 1, retain: true}, "")
+	r.retainPresence(p.User, p.Version, payload, true)
+}
+
+// RetainPresences retains the presences that the store kept, for an instance that starts:
+// presence/+ is then complete here too. Newer presences that arrived meanwhile stay.
+func (r *Router) RetainPresences(ps []wire.Presence) {
+	for _, p := range ps {
+		payload, _ := json.Marshal(p)
+		r.retainPresence(p.User, p.Version, payload, false)
+	}
+}
+
+// retainPresence publishes payload, the presence of user with the given version, here (and
+// to the other instances when share is set) unless a newer one was published here.
+func (r *Router) retainPresence(user string, version uint64, payload []byte, share bool) {
+	r.presenceMu.Lock() // held while publishing, so that an older count never overtakes
+	defer r.presenceMu.Unlock()
+	if cur, ok := r.presence[user]; ok && cur >= version {
+		return
+	}
+	r.presence[user] = version
+	m := message{topic: wire.PresenceTopic(user), payload: payload, qos: 1, retain: true}
+	r.publish(m, "")
+	if share {
+		r.broadcast(envelope{Topic: m.topic, Payload: payload, Retain: true, Version: version})
+	}
+}
+
+// DisconnectAll ends every connection of this instance (v5 clients get DISCONNECT 0x89,
+// server busy): they connect again and are recorded anew.
+func (r *Router) DisconnectAll() {
+	r.mu.Lock()
+	conns := make([]*conn, 0, len(r.conns))
+	for _, c := range r.conns {
+		conns = append(conns, c)
+	}
+	r.mu.Unlock()
+	for _, c := range conns {
+		r.kick(c.cl, packets.ErrServerBusy)
+	}
 }
 
 // DeliverDirect implements commands.Transport.

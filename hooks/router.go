@@ -105,6 +105,10 @@ type Router struct {
 
 	outgoing      chan envelope // to the other instances (shared.go)
 	stopListening func()        // ends the subscription to the other instances
+
+	presenceMu sync.Mutex
+	// presence holds the version of the presence/{user} message retained here, per user.
+	presence map[string]uint64
 }
 
 var (
@@ -165,6 +169,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		conns:    make(map[*mqtt.Client]*conn),
 		byID:     make(map[string]*conn),
 		offline:  make(map[string]map[string]*rooms.Resume),
+		presence: make(map[string]uint64),
 		outgoing: make(chan envelope, broadcastQueue),
 	}, nil
 }

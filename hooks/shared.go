@@ -33,6 +33,8 @@ type envelope struct {
 	// At is when the connection of a takeover connected, in milliseconds: only older
 	// connections are taken over (a client that flaps back is not kicked by a late message).
 	At int64 `json:"a,omitempty"`
+	// Version is the version of a presence message (wire.Presence.Version).
+	Version uint64 `json:"v,omitempty"`
 }
 
 // Control kinds: what another instance must do to its own connections.
@@ -141,11 +143,15 @@ func (r *Router) fromBroadcast(b []byte) {
 	default:
 		return // a kind of a newer version
 	}
-	if t := wire.ParseTopic(e.Topic); t.Kind == wire.TopicRoomEvents {
+	switch t := wire.ParseTopic(e.Topic); t.Kind {
+	case wire.TopicRoomEvents:
 		var ev wire.Event
 		if json.Unmarshal(e.Payload, &ev) == nil {
 			r.roomEvent(t.Name, ev)
 		}
+		return
+	case wire.TopicPresence:
+		r.retainPresence(t.Name, e.Version, e.Payload, false)
 		return
 	}
 	r.publish(message{topic: e.Topic, payload: e.Payload, qos: 1, retain: e.Retain}, e.Except)

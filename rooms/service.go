@@ -434,6 +434,22 @@ func (s *Service) Leave(ctx context.Context, room, user, clientID, key string) (
 	return Joined{Connections: count, Changed: changed}, nil
 }
 
+// LeaveRooms makes clientID of user leave every room it has joined, as Leave does: for a
+// connection that ended elsewhere (its instance died).
+func (s *Service) LeaveRooms(ctx context.Context, user, clientID string) error {
+	names, err := s.store.ClientRooms(ctx, clientID)
+	if err != nil {
+		return fmt.Errorf("rooms of %q: %w", clientID, err)
+	}
+	var errs []error
+	for _, room := range names {
+		if _, err := s.Leave(ctx, room, user, clientID, ""); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // RemoveUser ends every membership of user in room at once: the user's subscribers on this
 // instance stop receiving the room before RemoveUser returns and learn it through
 // RoomRemoved, the memberships of all the user's connections end, and the user gets

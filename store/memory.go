@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -36,9 +37,15 @@ type Memory struct {
 		byClient map[string]Connection
 		// byUser maps a user to the set of its connections' client ids.
 		byUser map[string]map[string]struct{}
+		// byInstance maps an instance to the set of its connections' client ids.
+		byInstance map[string]map[string]struct{}
+		// version orders the counts of connections.
+		version uint64
 	}
-	feed   memoryFeed
-	direct struct {
+	instances memoryInstances
+	presence  memoryPresence
+	feed      memoryFeed
+	direct    struct {
 		mu sync.Mutex
 		// byUser holds the direct-message lists of the users that have any.
 		byUser map[string]*accessState
@@ -81,6 +88,9 @@ func NewMemory() *Memory {
 	m.members.byClient = make(map[string]map[string]struct{})
 	m.conns.byClient = make(map[string]Connection)
 	m.conns.byUser = make(map[string]map[string]struct{})
+	m.conns.byInstance = make(map[string]map[string]struct{})
+	m.instances.init()
+	m.presence.init()
 	m.direct.byUser = make(map[string]*accessState)
 	return m
 }
@@ -261,20 +271,17 @@ func (m *Memory) HistoryInfo(_ context.Context, room string) (HistoryInfo, error
 
 // AddConnection records c and returns how many connections c.User now has. A connection with
 // the same ClientID, of any session or user, is replaced and no longer counted for its user.
-func (m *Memory) AddConnection(_ context.Context, c Connection) (int, error) {
+func (m *Memory) AddConnection(_ context.Context, c Connection) (UserCount, error) {
 	m.conns.mu.Lock()
 	defer m.conns.mu.Unlock()
 	if old, ok := m.conns.byClient[c.ClientID]; ok {
 		m.unindexConnLocked(old)
 	}
+	c.Will = bytes.Clone(c.Will)
 	m.conns.byClient[c.ClientID] = c
-	ids := m.conns.byUser[c.User]
-	if ids == nil {
-		ids = make(map[string]struct{})
-		m.conns.byUser[c.User] = ids
-	}
-	ids[c.ClientID] = struct{}{}
-	return len(ids), nil
+	addToSet(m.conns.byUser, c.User, c.ClientID)
+	addToSet(m.conns.byInstance, c.Instance, c.ClientID)
+	return m.countLocked(c.User), nil
 }
 
 // RemoveConnection removes the connection of clientID if its Session is session, and returns
@@ -282,42 +289,82 @@ func (m *Memory) AddConnection(_ context.Context, c Connection) (int, error) {
 // clientID has another session (it was taken over), nothing is removed and left counts the
 // connections of the user of the stored connection; when there is no connection of clientID,
 // it returns false and 0. Room memberships are left to the caller.
-func (m *Memory) RemoveConnection(_ context.Context, clientID, session string) (bool, int, error) {
+func (m *Memory) RemoveConnection(_ context.Context, clientID, session string) (bool, UserCount, error) {
 	m.conns.mu.Lock()
 	defer m.conns.mu.Unlock()
 	old, ok := m.conns.byClient[clientID]
 	if !ok {
-		return false, 0, nil
+		return false, UserCount{}, nil
 	}
 	if old.Session != session {
-		return false, len(m.conns.byUser[old.User]), nil
+		return false, UserCount{N: len(m.conns.byUser[old.User])}, nil
 	}
 	delete(m.conns.byClient, clientID)
 	m.unindexConnLocked(old)
-	return true, len(m.conns.byUser[old.User]), nil
+	return true, m.countLocked(old.User), nil
 }
 
-// unindexConnLocked removes c from its user's set of client ids. Lock conns.mu must be held.
+// countLocked returns the count of user's connections with a new version. Lock conns.mu must
+// be held.
+func (m *Memory) countLocked(user string) UserCount {
+	m.conns.version++
+	return UserCount{N: len(m.conns.byUser[user]), Version: m.conns.version}
+}
+
+// unindexConnLocked removes c from the indexes. Lock conns.mu must be held.
 func (m *Memory) unindexConnLocked(c Connection) {
-	ids := m.conns.byUser[c.User]
-	delete(ids, c.ClientID)
-	if len(ids) == 0 {
-		delete(m.conns.byUser, c.User)
+	removeFromSet(m.conns.byUser, c.User, c.ClientID)
+	removeFromSet(m.conns.byInstance, c.Instance, c.ClientID)
+}
+
+// addToSet adds v to the set sets[k], making it when needed.
+func addToSet(sets map[string]map[string]struct{}, k, v string) {
+	set := sets[k]
+	if set == nil {
+		set = make(map[string]struct{})
+		sets[k] = set
 	}
+	set[v] = struct{}{}
+}
+
+// removeFromSet removes v from the set sets[k], and the set when it is left empty.
+func removeFromSet(sets map[string]map[string]struct{}, k, v string) {
+	set := sets[k]
+	delete(set, v)
+	if len(set) == 0 {
+		delete(sets, k)
+	}
+}
+
+// InstanceConnections returns the connections held by instance, sorted by ClientID.
+func (m *Memory) InstanceConnections(_ context.Context, instance string) ([]Connection, error) {
+	m.conns.mu.Lock()
+	defer m.conns.mu.Unlock()
+	return m.connectionsLocked(m.conns.byInstance[instance], true), nil
+}
+
+// connectionsLocked returns the connections of the client ids in ids, sorted by ClientID,
+// with their wills or without. Lock conns.mu must be held.
+func (m *Memory) connectionsLocked(ids map[string]struct{}, wills bool) []Connection {
+	conns := make([]Connection, 0, len(ids))
+	for id := range ids {
+		c := m.conns.byClient[id]
+		c.Will = nil
+		if wills {
+			c.Will = bytes.Clone(m.conns.byClient[id].Will)
+		}
+		conns = append(conns, c)
+	}
+	slices.SortFunc(conns, func(a, b Connection) int { return cmp.Compare(a.ClientID, b.ClientID) })
+	return conns
 }
 
 // UserConnections returns a user's connections, sorted by ClientID; it is empty for a user
 // without connections.
 func (m *Memory) UserConnections(_ context.Context, user string) ([]Connection, error) {
 	m.conns.mu.Lock()
-	ids := m.conns.byUser[user]
-	conns := make([]Connection, 0, len(ids))
-	for id := range ids {
-		conns = append(conns, m.conns.byClient[id])
-	}
-	m.conns.mu.Unlock()
-	slices.SortFunc(conns, func(a, b Connection) int { return cmp.Compare(a.ClientID, b.ClientID) })
-	return conns, nil
+	defer m.conns.mu.Unlock()
+	return m.connectionsLocked(m.conns.byUser[user], false), nil
 }
 
 // Join records that clientID of user joined room, and at as the user's last-seen time there

@@ -46,11 +46,16 @@ type RedisOptions struct {
 // {prefix:client:ID}:
 //
 //	{P:user:NAME}:conns         hash: client id -> connection (sequence number, session, ...)
+//	{P:user:NAME}:connver       string: version of the user's last count of connections
 //	{P:user:NAME}:owned         set: names of the rooms the user owns
 //	{P:user:NAME}:acl:LIST      set: the user's direct-message lists (blacklist, whitelist)
 //	{P:user:NAME}:settings      hash: wl = "1" when the user's direct messages are whitelist-only
-//	{P:client:ID}:conn          hash: the current connection of the client id (user, session, seq)
+//	{P:client:ID}:conn          hash: the current connection of the client id (user, session, seq, ...)
 //	{P:client:ID}:rooms         set: the rooms the client id has joined
+//	{P:instance:ID}:conns       set: client ids of the connections of a broker instance
+//	{P:instances}:alive         sorted set: instance -> end of its heartbeat's ttl (ms)
+//	{P:instances}:claimed       sorted set: dead instance -> end of its cleaner's lease (ms)
+//	{P:presence}:users          hash: user -> "VERSION PAYLOAD", the latest presence message
 //	P:rooms                     set: the names of all rooms
 //
 // # Atomicity
@@ -316,6 +321,7 @@ var allScripts = []*redis.Script{
 	createRoomScript, deleteRoomScript,
 	appendScript, rangeScript, recentScript, historyInfoScript,
 	connSwapScript, connPutScript, connDropScript, connRemoveScript,
+	heartbeatScript, claimScript, releaseScript, setPresenceScript,
 	joinScript, leaveScript, roomUsersScript, userSeenScript,
 	listAddScript, listRemoveScript, listUsersScript, setModeScript, accessScript,
 }

@@ -3,15 +3,27 @@ package store
 import (
 	"context"
 	"sync"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // broadcastChannel is the classic (not sharded) pub/sub channel of broadcasts: in a Cluster,
 // classic messages reach every node, so every instance gets them whichever node it listens on.
 func (r *Redis) broadcastChannel() string { return r.prefix + ":broadcast" }
 
-// Broadcast implements Broadcaster with PUBLISH.
+// Broadcast implements Broadcaster with PUBLISH. In a Cluster every broadcast goes through
+// the master of the channel name's slot: go-redis would spread PUBLISH, a keyless command,
+// over the nodes, and messages published on different nodes reach a subscriber out of order.
 func (r *Redis) Broadcast(ctx context.Context, payload []byte) error {
-	if err := r.client.Publish(ctx, r.broadcastChannel(), payload).Err(); err != nil {
+	var pub redis.Cmdable = r.client
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		node, err := cc.MasterForKey(ctx, r.broadcastChannel())
+		if err != nil {
+			return redisError("broadcast", err)
+		}
+		pub = node
+	}
+	if err := pub.Publish(ctx, r.broadcastChannel(), payload).Err(); err != nil {
 		return redisError("broadcast", err)
 	}
 	return nil

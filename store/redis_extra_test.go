@@ -67,8 +67,8 @@ func TestRedisLeftovers(t *testing.T) {
 		t.Errorf("stale connections of ann left: %d, %v", n, err)
 	}
 	n, err := s.AddConnection(ctx, store.Connection{ClientID: "c4", Session: "s", User: "bob"})
-	if err != nil || n != 2 {
-		t.Errorf("AddConnection = %d, %v; want 2", n, err)
+	if err != nil || n.N != 2 {
+		t.Errorf("AddConnection = %d, %v; want 2", n.N, err)
 	}
 	// Leave repairs the client id's index.
 	if _, _, err := s.Leave(ctx, "ghost", "ann", "c1", 1); err != nil {
@@ -113,8 +113,8 @@ func TestRedisConcurrentTakeover(t *testing.T) {
 			t.Fatalf("round %d: connections of c: %+v, want one", round, holders)
 		}
 		removed, left, err := s.RemoveConnection(ctx, "c", holders[0].Session)
-		if err != nil || !removed || left != 0 {
-			t.Fatalf("round %d: RemoveConnection(%q) = %v, %d, %v; want true, 0", round, holders[0].Session, removed, left, err)
+		if err != nil || !removed || left.N != 0 {
+			t.Fatalf("round %d: RemoveConnection(%q) = %v, %d, %v; want true, 0", round, holders[0].Session, removed, left.N, err)
 		}
 	}
 }

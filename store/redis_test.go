@@ -288,8 +288,9 @@ func TestRedisClusterSlots(t *testing.T) {
 	}
 	want := map[string]int{
 		prefix + ":room:" + room:       8, // settings, history, members, joined, seen, 3 lists
-		prefix + ":user:" + user:       5, // connections, owned rooms, settings, 2 lists
+		prefix + ":user:" + user:       6, // connections, their version, owned rooms, settings, 2 lists
 		prefix + ":client:" + clientID: 2, // connection, rooms
+		prefix + ":instance:":          1, // the connections of instance ""
 	}
 	for tag, n := range want {
 		if len(byTag[tag]) != n {

@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Room holds a room's settings.
 type Room struct {
@@ -65,6 +68,18 @@ type Connection struct {
 	Instance string
 	// ConnectedAt is the connection time in milliseconds since the Unix epoch.
 	ConnectedAt int64
+	// Will is the connection's last will, encoded by the caller; nil for none. It is kept so
+	// that another instance can publish it when the instance holding the connection dies;
+	// only InstanceConnections returns it.
+	Will []byte
+}
+
+// UserCount is how many connections a user has. Version orders the counts of one user: of
+// two counts, the one with the higher Version was taken later, so that counts reported out of
+// order (by several instances) can be put back in order.
+type UserCount struct {
+	N       int
+	Version uint64
 }
 
 // Rooms stores room settings.
@@ -101,12 +116,12 @@ type History interface {
 type Connections interface {
 	// AddConnection records c and returns how many connections c.User now has. A connection
 	// with the same ClientID is replaced (a takeover) and not counted twice.
-	AddConnection(ctx context.Context, c Connection) (int, error)
+	AddConnection(ctx context.Context, c Connection) (UserCount, error)
 	// RemoveConnection removes the connection of clientID if its Session is session. It
 	// returns whether it removed one and how many connections its user has left; left is
 	// meaningful only when removed is true. The connection's room memberships are left to the
 	// caller.
-	RemoveConnection(ctx context.Context, clientID, session string) (removed bool, left int, err error)
+	RemoveConnection(ctx context.Context, clientID, session string) (removed bool, left UserCount, err error)
 	// UserConnections returns a user's connections, sorted by ClientID.
 	UserConnections(ctx context.Context, user string) ([]Connection, error)
 }
@@ -202,6 +217,47 @@ type Broadcaster interface {
 	SubscribeBroadcast(ctx context.Context, deliver func(payload []byte)) (cancel func(), err error)
 }
 
+// Instances tracks which broker instances are alive, so that the survivors clean up after an
+// instance that died: they find its connections, publish their wills and presence, and end
+// their room memberships. Times are the store's clock, which all instances share.
+type Instances interface {
+	// Heartbeat records that instance is alive for ttl from now. It reports whether the
+	// instance's record continued: false for its first heartbeat, and for one that comes
+	// after others took the instance for dead (they claimed it, and may have cleaned up
+	// after it). A heartbeat that comes late but before anybody claimed the instance
+	// continues the record.
+	Heartbeat(ctx context.Context, instance string, ttl time.Duration) (wasAlive bool, err error)
+	// ClaimDeadInstance returns an instance whose heartbeat expired and that nobody has
+	// claimed in the last lease, and claims it for lease; "" when there is none. Of several
+	// callers at once, one gets each dead instance.
+	ClaimDeadInstance(ctx context.Context, lease time.Duration) (string, error)
+	// ReleaseDeadInstance forgets a claimed instance once it is cleaned up; a heartbeat that
+	// came in the meantime keeps it alive.
+	ReleaseDeadInstance(ctx context.Context, instance string) error
+	// RemoveInstance forgets an instance that stopped gracefully.
+	RemoveInstance(ctx context.Context, instance string) error
+	// InstanceConnections returns the connections held by instance, sorted by ClientID.
+	InstanceConnections(ctx context.Context, instance string) ([]Connection, error)
+}
+
+// Presence is the latest presence message of a user.
+type Presence struct {
+	User string
+	// Version is the Version of the UserCount the message reports.
+	Version uint64
+	// Payload is the message, encoded by the caller.
+	Payload []byte
+}
+
+// Presences keeps the latest presence message of every user, so that an instance that starts
+// later knows the presence of users connected elsewhere.
+type Presences interface {
+	// SetPresence stores p unless a presence of p.User with a higher Version is stored.
+	SetPresence(ctx context.Context, p Presence) error
+	// Presences returns the stored presence of every user, in no particular order.
+	Presences(ctx context.Context) ([]Presence, error)
+}
+
 // Store is the whole of the broker's shared state.
 type Store interface {
 	Feed
@@ -209,6 +265,8 @@ type Store interface {
 	Rooms
 	History
 	Connections
+	Instances
+	Presences
 	Members
 	AccessLists
 	// Ping reports whether the store can serve requests.

@@ -38,4 +38,7 @@ type Presence struct {
 	Online      bool   `json:"online"`
 	Connections int    `json:"connections"`
 	Timestamp   int64  `json:"timestamp"`
+	// Version orders the presences of one user across instances: a later count has a higher
+	// version. It is not part of the message.
+	Version uint64 `json:"-"`
 }

@@ -32,18 +32,19 @@ import (
 // overriding the one before: defaultConfig, the YAML file named by --config, ROOMQ_
 // environment variables, command-line flags.
 type config struct {
-	MQTT          mqttConfig    `koanf:"mqtt"`
-	HTTP          httpConfig    `koanf:"http"`
-	InstanceID    string        `koanf:"instance_id"`
-	Log           logConfig     `koanf:"log"`
-	Rooms         roomsConfig   `koanf:"rooms"`
-	History       historyConfig `koanf:"history"`
-	Limits        limitsConfig  `koanf:"limits"`
-	Auth          authConfig    `koanf:"auth"`
-	ACL           aclConfig     `koanf:"acl"`
-	TLS           tlsConfig     `koanf:"tls"`
-	Store         storeConfig   `koanf:"store"`
-	ShutdownGrace time.Duration `koanf:"shutdown_grace"`
+	MQTT           mqttConfig    `koanf:"mqtt"`
+	HTTP           httpConfig    `koanf:"http"`
+	InstanceID     string        `koanf:"instance_id"`
+	FailureTimeout time.Duration `koanf:"failure_timeout"`
+	Log            logConfig     `koanf:"log"`
+	Rooms          roomsConfig   `koanf:"rooms"`
+	History        historyConfig `koanf:"history"`
+	Limits         limitsConfig  `koanf:"limits"`
+	Auth           authConfig    `koanf:"auth"`
+	ACL            aclConfig     `koanf:"acl"`
+	TLS            tlsConfig     `koanf:"tls"`
+	Store          storeConfig   `koanf:"store"`
+	ShutdownGrace  time.Duration `koanf:"shutdown_grace"`
 
 	// file is the configuration file read, or "" without one.
 	file string
@@ -209,10 +210,11 @@ func defaultConfig() config {
 			},
 			HTTP: httpAuthConfig{Timeout: acl.DefaultHTTPAuthTimeout, CacheTTL: acl.DefaultHTTPAuthCacheTTL},
 		},
-		ACL:           aclConfig{Default: aclAllow, Rules: []string{}},
-		TLS:           tlsConfig{MinVersion: tlsVersion12},
-		Store:         defaultStoreConfig(),
-		ShutdownGrace: broker.DefaultShutdownGrace,
+		ACL:            aclConfig{Default: aclAllow, Rules: []string{}},
+		TLS:            tlsConfig{MinVersion: tlsVersion12},
+		Store:          defaultStoreConfig(),
+		ShutdownGrace:  broker.DefaultShutdownGrace,
+		FailureTimeout: broker.DefaultFailureTimeout,
 	}
 }
 

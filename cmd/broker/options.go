@@ -102,6 +102,9 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	if c.ShutdownGrace <= 0 {
 		ps.addf("shutdown_grace", "must be positive, got %s", c.ShutdownGrace)
 	}
+	if c.FailureTimeout <= 0 {
+		ps.addf("failure_timeout", "must be positive, got %s", c.FailureTimeout)
+	}
 	if err := ps.err("invalid configuration"); err != nil {
 		return broker.Options{}, err
 	}
@@ -114,6 +117,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	opts.TLS = tlsConf
 	opts.AllowedOrigins = slices.Clone(c.HTTP.AllowedOrigins)
 	opts.InstanceID = c.InstanceID
+	opts.FailureTimeout = c.FailureTimeout
 	opts.Admins = slices.Clone(c.Auth.Admins)
 	opts.Authenticator = authn
 	opts.TopicRules = topicRules

@@ -1,14 +1,15 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/roomq/roomq/store"
 )
 
-// testBroadcast: every subscriber gets every payload broadcast after it subscribed, once; a
-// cancelled subscription gets nothing more.
+// testBroadcast: every subscriber gets every payload broadcast after it subscribed, once and in
+// the order of the broadcasts; a cancelled subscription gets nothing more.
 func testBroadcast(t *testing.T, s store.Store) {
 	got1 := make(chan string, 100)
 	got2 := make(chan string, 100)
@@ -21,8 +22,11 @@ func testBroadcast(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"one", "two"} {
-		if err := s.Broadcast(ctx(t), []byte(p)); err != nil {
+	// Enough of them to catch a store that spreads them over paths that reorder them.
+	sent := make([]string, 30)
+	for i := range sent {
+		sent[i] = fmt.Sprintf("message %d", i)
+		if err := s.Broadcast(ctx(t), []byte(sent[i])); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -38,8 +42,9 @@ func testBroadcast(t *testing.T, s store.Store) {
 		}
 	}
 	for _, ch := range []chan string{got1, got2} {
-		expect(ch, "one")
-		expect(ch, "two")
+		for _, want := range sent {
+			expect(ch, want)
+		}
 	}
 	cancel2()
 	cancel2() // twice is fine

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -46,6 +47,11 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentAppendRead", testConcurrentAppendRead},
 		{"Connections", testConnections},
 		{"ConnectionTakeover", testConnectionTakeover},
+		{"CountVersions", testCountVersions},
+		{"InstanceConnections", testInstanceConnections},
+		{"Heartbeats", testHeartbeats},
+		{"ClaimOnce", testClaimOnce},
+		{"Presences", testPresences},
 		{"Membership", testMembership},
 		{"MembershipNoRoom", testMembershipNoRoom},
 		{"MembershipTakenOverClient", testMembershipTakenOverClient},
@@ -653,13 +659,13 @@ func testConcurrentAppendRead(t *testing.T, s store.Store) {
 	checkInfo(t, s, "r", writers*each, writers*each-maxSize+1, maxSize)
 }
 
-func checkCount(t *testing.T, what string, got int, err error, want int) {
+func checkCount(t *testing.T, what string, got store.UserCount, err error, want int) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-	if got != want {
-		t.Fatalf("%s = %d, want %d", what, got, want)
+	if got.N != want {
+		t.Fatalf("%s = %d, want %d", what, got.N, want)
 	}
 }
 
@@ -669,9 +675,9 @@ func checkRemove(t *testing.T, s store.Store, clientID, session string, wantRemo
 	if err != nil {
 		t.Fatalf("RemoveConnection(%q, %q): %v", clientID, session, err)
 	}
-	if removed != wantRemoved || left != wantLeft {
+	if removed != wantRemoved || left.N != wantLeft {
 		t.Fatalf("RemoveConnection(%q, %q) = %v, %d; want %v, %d",
-			clientID, session, removed, left, wantRemoved, wantLeft)
+			clientID, session, removed, left.N, wantRemoved, wantLeft)
 	}
 }
 
@@ -681,7 +687,7 @@ func checkConnections(t *testing.T, s store.Store, user string, want ...store.Co
 	if err != nil {
 		t.Fatalf("UserConnections(%q): %v", user, err)
 	}
-	if len(got) != len(want) || (len(want) > 0 && !slices.Equal(got, want)) {
+	if len(got) != len(want) || (len(want) > 0 && !reflect.DeepEqual(got, want)) {
 		t.Fatalf("UserConnections(%q) = %+v, want %+v", user, got, want)
 	}
 }

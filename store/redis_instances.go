@@ -1,0 +1,150 @@
+package store
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Instances and presences in Redis. The heartbeats of all instances are one sorted set, the
+// end of each instance's ttl its score in milliseconds of the Redis server's clock, so that
+// the instances' own clocks do not matter; the claims on dead instances are another, in the
+// same slot.
+
+// nowMillis is the Lua code that sets now to the Redis server's clock in milliseconds.
+const nowMillis = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
+// heartbeatScript records a heartbeat. KEYS: alive, claimed. ARGV: instance, ttl in ms.
+// Returns {1} when the instance had a record and nobody claimed it, {0} otherwise.
+var heartbeatScript = redis.NewScript(nowMillis + `
+local known = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local claimed = redis.call('ZSCORE', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if known and not claimed then
+	return {1}
+end
+return {0}
+`)
+
+// claimScript claims a dead instance. KEYS: alive, claimed. ARGV: lease in ms. Returns
+// {instance}, or {} when there is none to claim.
+var claimScript = redis.NewScript(nowMillis + `
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, 100)
+for _, inst in ipairs(dead) do
+	local lease = tonumber(redis.call('ZSCORE', KEYS[2], inst) or '')
+	if not lease or lease < now then
+		redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), inst)
+		return {inst}
+	end
+end
+return {}
+`)
+
+// releaseScript forgets a claimed instance unless it is alive again. KEYS: alive, claimed.
+// ARGV: instance. Returns {}.
+var releaseScript = redis.NewScript(nowMillis + `
+redis.call('ZREM', KEYS[2], ARGV[1])
+local expires = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '')
+if expires and expires < now then
+	redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return {}
+`)
+
+// setPresenceScript stores a presence unless a newer one is stored. KEYS: the presence hash.
+// ARGV: user, version, payload. Returns {1} when it stored it, {0} otherwise.
+var setPresenceScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and (tonumber(string.match(cur, '^%d+')) or 0) > tonumber(ARGV[2]) then
+	return {0}
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
+return {1}
+`)
+
+// instancesKeys returns the keys of the heartbeats and claims.
+func (r *Redis) instancesKeys() []string {
+	tag := "{" + r.prefix + ":instances}:"
+	return []string{tag + "alive", tag + "claimed"}
+}
+
+// Heartbeat records that instance is alive for ttl from now, by the Redis server's clock, and
+// reports whether its record continued (it had one, and nobody claimed it).
+func (r *Redis) Heartbeat(ctx context.Context, instance string, ttl time.Duration) (bool, error) {
+	v, err := r.run(ctx, "heartbeat", heartbeatScript, r.instancesKeys(), instance, ttl.Milliseconds())
+	if err != nil {
+		return false, err
+	}
+	return intAt(v, 0) == 1, nil
+}
+
+// ClaimDeadInstance returns an instance whose heartbeat expired and that nobody claimed in
+// the last lease, and claims it for lease; "" when there is none.
+func (r *Redis) ClaimDeadInstance(ctx context.Context, lease time.Duration) (string, error) {
+	v, err := r.run(ctx, "claim dead instance", claimScript, r.instancesKeys(), lease.Milliseconds())
+	if err != nil {
+		return "", err
+	}
+	return strAt(v, 0), nil
+}
+
+// ReleaseDeadInstance forgets a claimed instance once it is cleaned up, unless a heartbeat
+// came in the meantime.
+func (r *Redis) ReleaseDeadInstance(ctx context.Context, instance string) error {
+	_, err := r.run(ctx, "release dead instance", releaseScript, r.instancesKeys(), instance)
+	return err
+}
+
+// RemoveInstance forgets an instance that stopped gracefully.
+func (r *Redis) RemoveInstance(ctx context.Context, instance string) error {
+	keys := r.instancesKeys()
+	err := r.pipelined(ctx, "remove instance", func(p redis.Pipeliner) {
+		p.ZRem(ctx, keys[0], instance)
+		p.ZRem(ctx, keys[1], instance)
+	})
+	return err
+}
+
+// presenceKey returns the key of the hash of every user's presence.
+func (r *Redis) presenceKey() string { return "{" + r.prefix + ":presence}:users" }
+
+// SetPresence stores p unless a presence of p.User with a higher Version is stored.
+func (r *Redis) SetPresence(ctx context.Context, p Presence) error {
+	_, err := r.run(ctx, "set presence", setPresenceScript, []string{r.presenceKey()},
+		p.User, strconv.FormatUint(p.Version, 10), p.Payload)
+	return err
+}
+
+// presenceScanCount is how many presences Presences asks for in one HSCAN.
+const presenceScanCount = 1000
+
+// Presences returns the stored presence of every user. It reads the hash in steps (HSCAN),
+// so a presence stored meanwhile may be missing or come in its older version.
+func (r *Redis) Presences(ctx context.Context) ([]Presence, error) {
+	var out []Presence
+	var cursor uint64
+	for {
+		kv, next, err := r.client.HScan(ctx, r.presenceKey(), cursor, "", presenceScanCount).Result()
+		if err != nil {
+			return nil, redisError("presences", err)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			version, payload, _ := strings.Cut(kv[i+1], " ")
+			v, err := strconv.ParseUint(version, 10, 64)
+			if err != nil {
+				continue
+			}
+			out = append(out, Presence{User: kv[i], Version: v, Payload: []byte(payload)})
+		}
+		if next == 0 {
+			return out, nil
+		}
+		cursor = next
+	}
+}
