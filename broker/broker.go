@@ -157,6 +157,7 @@ func New(opts Options) (*Broker, error) {
 		Policy:       policy,
 		Access:       st,
 		Broadcast:    st,
+		Routes:       st,
 		Instance:     opts.InstanceID,
 		MaxQueued:    opts.MaxQueued,
 		PublishRate:  opts.PublishRate,

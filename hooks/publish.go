@@ -22,6 +22,7 @@ import (
 // command; broker-only and other users' topics are refused; plain topics are left to Mochi.
 func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
+		r.forward(pk) // a will on a plain topic
 		return pk, nil
 	}
 	c, ok := r.conn(cl)
@@ -57,6 +58,7 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if r.policy.PublishDecision(c.session.Identity, cl.ID, pk.TopicName, t) != acl.Allow {
 		return r.refuse(cl, pk, packets.ErrNotAuthorized, errors.New("topic not allowed"))
 	}
+	r.forward(pk)
 	return pk, nil
 }
 

@@ -64,6 +64,12 @@ type RouterOptions struct {
 	// Broadcast carries the broker's own messages (events, presence, direct messages) to the
 	// other instances; nil for a single instance.
 	Broadcast store.Broadcaster
+	// Routes carries what clients publish to plain topics to the other instances with
+	// subscribers; nil for a single instance. It needs Broadcast.
+	Routes store.Routes
+	// RouteRefresh is how often unused routes are dropped and the other instances' read
+	// again (DefaultRouteRefresh when 0).
+	RouteRefresh time.Duration
 	// Instance names this instance, so that it skips its own broadcasts. Required with
 	// Broadcast.
 	Instance string
@@ -105,6 +111,10 @@ type Router struct {
 
 	outgoing      chan envelope // to the other instances (shared.go)
 	stopListening func()        // ends the subscription to the other instances
+	stopMailbox   func()        // ends the subscription to this instance's mailbox
+
+	routing     *routing
+	stopRouting chan struct{} // closed by stopSharing: keepRoutes ends
 
 	presenceMu sync.Mutex
 	// presence holds the version of the presence/{user} message retained here, per user.
@@ -147,6 +157,12 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	if opts.Broadcast != nil && opts.Instance == "" {
 		return nil, errors.New("hooks: RouterOptions.Instance is required with Broadcast")
 	}
+	if opts.Routes != nil && opts.Broadcast == nil {
+		return nil, errors.New("hooks: RouterOptions.Routes needs Broadcast")
+	}
+	if opts.RouteRefresh <= 0 {
+		opts.RouteRefresh = DefaultRouteRefresh
+	}
 	if opts.PublishRate > 0 && opts.PublishBurst <= 0 {
 		opts.PublishBurst = max(1, int(opts.PublishRate))
 	}
@@ -170,7 +186,10 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		byID:     make(map[string]*conn),
 		offline:  make(map[string]map[string]*rooms.Resume),
 		presence: make(map[string]uint64),
+		routing:  newRouting(),
 		outgoing: make(chan envelope, broadcastQueue),
+
+		stopRouting: make(chan struct{}),
 	}, nil
 }
 

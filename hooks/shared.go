@@ -35,6 +35,12 @@ type envelope struct {
 	At int64 `json:"a,omitempty"`
 	// Version is the version of a presence message (wire.Presence.Version).
 	Version uint64 `json:"v,omitempty"`
+	// QoS and Props are those of a client's message (kindPublish).
+	QoS   byte   `json:"q,omitempty"`
+	Props *props `json:"o,omitempty"`
+
+	// to is the instance to send to, "" for all of them.
+	to string
 }
 
 // Control kinds: what another instance must do to its own connections.
@@ -88,6 +94,18 @@ func (r *Router) startSharing() {
 		r.stopListening = stop
 		r.mu.Unlock()
 	}
+	if r.opts.Routes != nil {
+		stopMailbox, err := r.opts.Routes.SubscribeMailbox(ctx, r.opts.Instance, r.fromBroadcast)
+		if err != nil {
+			r.log.Error("listen to this instance's mailbox", logKeyError, err)
+		} else {
+			r.mu.Lock()
+			r.stopMailbox = stopMailbox
+			r.mu.Unlock()
+		}
+		r.refreshRoutes(ctx)
+		r.spawn(func() { r.keepRoutes(r.stopRouting) })
+	}
 	r.spawn(func() {
 		for e := range r.outgoing {
 			b, err := json.Marshal(e)
@@ -95,8 +113,13 @@ func (r *Router) startSharing() {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), broadcastTimeout)
-			if err := r.opts.Broadcast.Broadcast(ctx, b); err != nil {
-				r.log.Warn("send to the other instances", logKeyTopic, e.Topic, logKeyError, err)
+			if e.to != "" {
+				err = r.opts.Routes.SendTo(ctx, e.to, b)
+			} else {
+				err = r.opts.Broadcast.Broadcast(ctx, b)
+			}
+			if err != nil {
+				r.log.Warn("send to the other instances", logKeyTopic, e.Topic, "instance", e.to, logKeyError, err)
 			}
 			cancel()
 		}
@@ -110,12 +133,15 @@ func (r *Router) stopSharing() {
 		return
 	}
 	r.mu.Lock()
-	stop := r.stopListening
-	r.stopListening = nil
+	stops := []func(){r.stopListening, r.stopMailbox}
+	r.stopListening, r.stopMailbox = nil, nil
 	r.mu.Unlock()
-	if stop != nil {
-		stop()
+	for _, stop := range stops {
+		if stop != nil {
+			stop()
+		}
 	}
+	close(r.stopRouting)
 	close(r.outgoing)
 }
 
@@ -138,6 +164,12 @@ func (r *Router) fromBroadcast(b []byte) {
 		return
 	case kindRemoved:
 		r.rooms.DropUser(e.Room, e.User)
+		return
+	case kindRoute:
+		r.remoteRoute(e.Instance, e.Topic)
+		return
+	case kindPublish:
+		r.deliverForwarded(e)
 		return
 	case "":
 	default:

@@ -21,6 +21,7 @@ func (r *Router) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []
 	if !ok {
 		return
 	}
+	r.addRoutes(pk, reasonCodes)
 	ctx, cancel := r.ctx()
 	defer cancel()
 	for i, sub := range pk.Filters {

@@ -44,6 +44,7 @@ type Memory struct {
 	}
 	instances memoryInstances
 	presence  memoryPresence
+	routes    memoryRoutes
 	feed      memoryFeed
 	direct    struct {
 		mu sync.Mutex
@@ -91,6 +92,7 @@ func NewMemory() *Memory {
 	m.conns.byInstance = make(map[string]map[string]struct{})
 	m.instances.init()
 	m.presence.init()
+	m.routes.init()
 	m.direct.byUser = make(map[string]*accessState)
 	return m
 }

@@ -64,6 +64,7 @@ func (m *Memory) ReleaseDeadInstance(_ context.Context, instance string) error {
 	delete(mi.claimed, instance)
 	if until, ok := mi.alive[instance]; ok && until.Before(mi.now()) {
 		delete(mi.alive, instance)
+		m.routes.drop(instance)
 	}
 	return nil
 }
@@ -75,6 +76,7 @@ func (m *Memory) RemoveInstance(_ context.Context, instance string) error {
 	defer mi.mu.Unlock()
 	delete(mi.alive, instance)
 	delete(mi.claimed, instance)
+	m.routes.drop(instance)
 	return nil
 }
 

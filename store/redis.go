@@ -53,6 +53,7 @@ type RedisOptions struct {
 //	{P:client:ID}:conn          hash: the current connection of the client id (user, session, seq, ...)
 //	{P:client:ID}:rooms         set: the rooms the client id has joined
 //	{P:instance:ID}:conns       set: client ids of the connections of a broker instance
+//	{P:instance:ID}:routes      set: topic filters the instance has subscribers for
 //	{P:instances}:alive         sorted set: instance -> end of its heartbeat's ttl (ms)
 //	{P:instances}:claimed       sorted set: dead instance -> end of its cleaner's lease (ms)
 //	{P:presence}:users          hash: user -> "VERSION PAYLOAD", the latest presence message

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,14 +48,15 @@ return {}
 `)
 
 // releaseScript forgets a claimed instance unless it is alive again. KEYS: alive, claimed.
-// ARGV: instance. Returns {}.
+// ARGV: instance. Returns {1} when it forgot it, {0} when it is alive.
 var releaseScript = redis.NewScript(nowMillis + `
 redis.call('ZREM', KEYS[2], ARGV[1])
 local expires = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '')
-if expires and expires < now then
-	redis.call('ZREM', KEYS[1], ARGV[1])
+if expires and expires >= now then
+	return {0}
 end
-return {}
+redis.call('ZREM', KEYS[1], ARGV[1])
+return {1}
 `)
 
 // setPresenceScript stores a presence unless a newer one is stored. KEYS: the presence hash.
@@ -97,18 +99,91 @@ func (r *Redis) ClaimDeadInstance(ctx context.Context, lease time.Duration) (str
 // ReleaseDeadInstance forgets a claimed instance once it is cleaned up, unless a heartbeat
 // came in the meantime.
 func (r *Redis) ReleaseDeadInstance(ctx context.Context, instance string) error {
-	_, err := r.run(ctx, "release dead instance", releaseScript, r.instancesKeys(), instance)
-	return err
+	const op = "release dead instance"
+	v, err := r.run(ctx, op, releaseScript, r.instancesKeys(), instance)
+	if err != nil || intAt(v, 0) == 0 {
+		return err
+	}
+	if err := r.client.Del(ctx, r.instanceRoutes(instance)).Err(); err != nil {
+		return redisError(op, err)
+	}
+	return nil
 }
 
-// RemoveInstance forgets an instance that stopped gracefully.
+// RemoveInstance forgets an instance that stopped gracefully, then its routes.
 func (r *Redis) RemoveInstance(ctx context.Context, instance string) error {
 	keys := r.instancesKeys()
 	err := r.pipelined(ctx, "remove instance", func(p redis.Pipeliner) {
 		p.ZRem(ctx, keys[0], instance)
 		p.ZRem(ctx, keys[1], instance)
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	if err := r.client.Del(ctx, r.instanceRoutes(instance)).Err(); err != nil {
+		return redisError("remove instance", err)
+	}
+	return nil
+}
+
+// instanceRoutes returns the key of the set of an instance's topic filters.
+func (r *Redis) instanceRoutes(instance string) string {
+	return "{" + r.prefix + ":instance:" + instance + "}:routes"
+}
+
+// AddRoute records that instance has subscribers for filter.
+func (r *Redis) AddRoute(ctx context.Context, instance, filter string) error {
+	if err := r.client.SAdd(ctx, r.instanceRoutes(instance), filter).Err(); err != nil {
+		return redisError("add route", err)
+	}
+	return nil
+}
+
+// SetRoutes replaces the filters of instance, in one transaction on its key.
+func (r *Redis) SetRoutes(ctx context.Context, instance string, filters []string) error {
+	key := r.instanceRoutes(instance)
+	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, key)
+		if len(filters) > 0 {
+			members := make([]any, len(filters))
+			for i, f := range filters {
+				members[i] = f
+			}
+			p.SAdd(ctx, key, members...)
+		}
+		return nil
+	})
+	if err != nil {
+		return redisError("set routes", err)
+	}
+	return nil
+}
+
+// Routes returns the filters of every instance with a heartbeat, sorted.
+func (r *Redis) Routes(ctx context.Context) (map[string][]string, error) {
+	const op = "routes"
+	instances, err := r.client.ZRange(ctx, r.instancesKeys()[0], 0, -1).Result()
+	if err != nil {
+		return nil, redisError(op, err)
+	}
+	cmds := make([]*redis.StringSliceCmd, len(instances))
+	if len(instances) > 0 {
+		err = r.pipelined(ctx, op, func(p redis.Pipeliner) {
+			for i, inst := range instances {
+				cmds[i] = p.SMembers(ctx, r.instanceRoutes(inst))
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make(map[string][]string, len(instances))
+	for i, inst := range instances {
+		filters := cmds[i].Val()
+		slices.Sort(filters)
+		out[inst] = filters
+	}
+	return out, nil
 }
 
 // presenceKey returns the key of the hash of every user's presence.

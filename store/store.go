@@ -231,10 +231,10 @@ type Instances interface {
 	// claimed in the last lease, and claims it for lease; "" when there is none. Of several
 	// callers at once, one gets each dead instance.
 	ClaimDeadInstance(ctx context.Context, lease time.Duration) (string, error)
-	// ReleaseDeadInstance forgets a claimed instance once it is cleaned up; a heartbeat that
-	// came in the meantime keeps it alive.
+	// ReleaseDeadInstance forgets a claimed instance, with its routes, once it is cleaned up;
+	// a heartbeat that came in the meantime keeps it alive, routes included.
 	ReleaseDeadInstance(ctx context.Context, instance string) error
-	// RemoveInstance forgets an instance that stopped gracefully.
+	// RemoveInstance forgets an instance that stopped gracefully, with its routes.
 	RemoveInstance(ctx context.Context, instance string) error
 	// InstanceConnections returns the connections held by instance, sorted by ClientID.
 	InstanceConnections(ctx context.Context, instance string) ([]Connection, error)
@@ -258,6 +258,25 @@ type Presences interface {
 	Presences(ctx context.Context) ([]Presence, error)
 }
 
+// Routes records which topic filters each instance has subscribers for, and carries messages
+// to one instance: what a client publishes to a plain topic goes to the instances with a
+// matching filter only.
+type Routes interface {
+	// AddRoute records that instance has subscribers for filter.
+	AddRoute(ctx context.Context, instance, filter string) error
+	// SetRoutes replaces the filters of instance.
+	SetRoutes(ctx context.Context, instance string, filters []string) error
+	// Routes returns the filters of every instance with a heartbeat (see Instances), with an
+	// empty list for an instance without any.
+	Routes(ctx context.Context) (map[string][]string, error)
+	// SendTo sends payload to the subscribers of instance's mailbox. Like Broadcast, it is at
+	// most once; the messages that one caller sends to one instance arrive in order.
+	SendTo(ctx context.Context, instance string, payload []byte) error
+	// SubscribeMailbox calls deliver, sequentially, with every payload sent to instance after
+	// it returns, until cancel is called; cancel waits until no call of deliver is running.
+	SubscribeMailbox(ctx context.Context, instance string, deliver func(payload []byte)) (cancel func(), err error)
+}
+
 // Store is the whole of the broker's shared state.
 type Store interface {
 	Feed
@@ -267,6 +286,7 @@ type Store interface {
 	Connections
 	Instances
 	Presences
+	Routes
 	Members
 	AccessLists
 	// Ping reports whether the store can serve requests.

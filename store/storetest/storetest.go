@@ -52,6 +52,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Heartbeats", testHeartbeats},
 		{"ClaimOnce", testClaimOnce},
 		{"Presences", testPresences},
+		{"Routes", testRoutes},
+		{"Mailbox", testMailbox},
 		{"Membership", testMembership},
 		{"MembershipNoRoom", testMembershipNoRoom},
 		{"MembershipTakenOverClient", testMembershipTakenOverClient},

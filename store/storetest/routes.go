@@ -1,0 +1,106 @@
+package storetest
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/roomq/roomq/store"
+)
+
+func checkRoutes(t *testing.T, s store.Store, want map[string][]string) {
+	t.Helper()
+	got, err := s.Routes(ctx(t))
+	if err != nil {
+		t.Fatalf("Routes: %v", err)
+	}
+	for inst, filters := range got {
+		if len(filters) == 0 {
+			got[inst] = nil
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Routes = %v, want %v", got, want)
+	}
+}
+
+// testRoutes: the routes of the instances with a heartbeat; SetRoutes replaces them; an
+// instance that is removed loses its routes.
+func testRoutes(t *testing.T, s store.Store) {
+	checkRoutes(t, s, map[string][]string{})
+	heartbeat(t, s, "a", longTTL, false)
+	heartbeat(t, s, "b", longTTL, false)
+	for _, f := range []string{"devices/+/status", "devices/#", "devices/+/status"} {
+		if err := s.AddRoute(ctx(t), "a", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddRoute(ctx(t), "ghost", "x"); err != nil { // no heartbeat: not listed
+		t.Fatal(err)
+	}
+	checkRoutes(t, s, map[string][]string{"a": {"devices/#", "devices/+/status"}, "b": nil})
+	if err := s.SetRoutes(ctx(t), "a", []string{"t/1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetRoutes(ctx(t), "b", []string{"t/2", "t/3"}); err != nil {
+		t.Fatal(err)
+	}
+	checkRoutes(t, s, map[string][]string{"a": {"t/1"}, "b": {"t/2", "t/3"}})
+	if err := s.SetRoutes(ctx(t), "b", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveInstance(ctx(t), "a"); err != nil {
+		t.Fatal(err)
+	}
+	heartbeat(t, s, "a", longTTL, false)
+	checkRoutes(t, s, map[string][]string{"a": nil, "b": nil})
+}
+
+// testMailbox: what is sent to an instance reaches its mailbox's subscribers in order, and no
+// other instance's.
+func testMailbox(t *testing.T, s store.Store) {
+	got := make(chan string, 100)
+	other := make(chan string, 100)
+	cancel, err := s.SubscribeMailbox(ctx(t), "a", func(p []byte) { got <- string(p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	cancelOther, err := s.SubscribeMailbox(ctx(t), "b", func(p []byte) { other <- string(p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancelOther()
+	for i := range 20 {
+		if err := s.SendTo(ctx(t), "a", fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SendTo(ctx(t), "b", []byte("for b")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		select {
+		case p := <-got:
+			if want := fmt.Sprintf("m%d", i); p != want {
+				t.Fatalf("mailbox a got %q, want %q", p, want)
+			}
+		case <-time.After(callTimeout):
+			t.Fatalf("mailbox a: no message %d", i)
+		}
+	}
+	select {
+	case p := <-other:
+		if p != "for b" {
+			t.Fatalf("mailbox b got %q", p)
+		}
+	case <-time.After(callTimeout):
+		t.Fatal("mailbox b got nothing")
+	}
+	select {
+	case p := <-got:
+		t.Fatalf("mailbox a got %q, sent to b", p)
+	default:
+	}
+}
