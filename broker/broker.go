@@ -230,6 +230,11 @@ func (b *Broker) Start(ctx context.Context) error {
 	if _, err := b.ensureRooms(ctx); err != nil {
 		return err
 	}
+	// Before the devices start: cleaning up after an earlier run publishes wills, which go to
+	// the other instances.
+	if err := b.router.StartSharing(ctx); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
 	if err := b.devices.Start(ctx); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
@@ -237,7 +242,7 @@ func (b *Broker) Start(ctx context.Context) error {
 		return fmt.Errorf("broker: serve MQTT: %w", err)
 	}
 	// presence/+ is complete here too: the presence of users connected to other instances.
-	// (Serve subscribed to the other instances' messages; newer ones win over these.)
+	// (StartSharing subscribed to the other instances' messages; newer ones win over these.)
 	if ps, err := b.devices.Presences(ctx); err != nil {
 		b.log.Warn("read the presence of users connected elsewhere", "error", err)
 	} else {

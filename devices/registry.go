@@ -94,7 +94,7 @@ type Options struct {
 	// Wills publishes wills. Required.
 	Wills WillPublisher
 	// Now returns the current time; nil means time.Now.
-	Now func() time.Time
+	Now    func() time.Time
 	Fenced func()
 	// Logger receives the registry's logs; nil means slog.Default().
 	Logger *slog.Logger

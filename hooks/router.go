@@ -201,7 +201,6 @@ func (r *Router) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnStopped, mqtt.OnClientExpired,
-		mqtt.OnStarted,
 	}, []byte{b})
 }
 
@@ -388,9 +387,6 @@ func (r *Router) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 func (r *Router) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	r.OnQosComplete(cl, pk)
 }
-
-// OnStarted starts exchanging the broker's own messages with the other instances.
-func (r *Router) OnStarted() { r.startSharing() }
 
 // OnStopped stops every outbox and waits for the router's goroutines.
 func (r *Router) OnStopped() {

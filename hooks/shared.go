@@ -3,6 +3,7 @@ package hooks
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -78,31 +79,28 @@ func (r *Router) broadcast(e envelope) {
 	}
 }
 
-// startSharing subscribes to the other instances' messages and starts the sender. The router
-// owns both; stopSharing ends them.
-func (r *Router) startSharing() {
+// StartSharing subscribes to the other instances' messages and to this instance's mailbox,
+// reads the routes, and starts the sender; the router owns them all, and OnStopped ends them.
+// Call it once, before the server serves.
+func (r *Router) StartSharing(ctx context.Context) error {
 	if r.opts.Broadcast == nil {
-		return
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), broadcastTimeout)
-	defer cancel()
 	stop, err := r.opts.Broadcast.SubscribeBroadcast(ctx, r.fromBroadcast)
 	if err != nil {
-		r.log.Error("listen to the other instances", logKeyError, err)
-	} else {
-		r.mu.Lock()
-		r.stopListening = stop
-		r.mu.Unlock()
+		return fmt.Errorf("listen to the other instances: %w", err)
 	}
+	r.mu.Lock()
+	r.stopListening = stop
+	r.mu.Unlock()
 	if r.opts.Routes != nil {
-		stopMailbox, err := r.opts.Routes.SubscribeMailbox(ctx, r.opts.Instance, r.fromBroadcast)
+		stop, err := r.opts.Routes.SubscribeMailbox(ctx, r.opts.Instance, r.fromBroadcast)
 		if err != nil {
-			r.log.Error("listen to this instance's mailbox", logKeyError, err)
-		} else {
-			r.mu.Lock()
-			r.stopMailbox = stopMailbox
-			r.mu.Unlock()
+			return fmt.Errorf("listen to this instance's mailbox: %w", err)
 		}
+		r.mu.Lock()
+		r.stopMailbox = stop
+		r.mu.Unlock()
 		r.refreshRoutes(ctx)
 		r.spawn(func() { r.keepRoutes(r.stopRouting) })
 	}
@@ -124,6 +122,7 @@ func (r *Router) startSharing() {
 			cancel()
 		}
 	})
+	return nil
 }
 
 // stopSharing ends the subscription and the sender (after it sent what is queued). r.closed
