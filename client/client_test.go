@@ -1,0 +1,199 @@
+package client_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/roomq/roomq/broker"
+	"github.com/roomq/roomq/client"
+	"github.com/roomq/roomq/internal/mqtttest"
+)
+
+// A joined client receives typed messages; refused messages come back as typed errors.
+func TestJoinSendReceive(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.MaxRoomMessageSize = 256 })
+	alice := connect(t, wsURL(b), "alice", nil)
+	bob := connect(t, tcpURL(b), "bob", nil)
+	ctx := testCtx(t)
+
+	msgs := newInbox[client.Message]()
+	if err := alice.Join(ctx, "general", msgs.put, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.SendText(ctx, "general", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	m := msgs.next(t, "room message")
+	if m.Room != "general" || m.ID != 1 || m.Author != "bob" || m.Text() != "hello" || m.Timestamp.IsZero() || m.Epoch == "" {
+		t.Fatalf("message = %+v (text %q)", m, m.Text())
+	}
+	var obj map[string]any
+	if err := m.Decode(&obj); err != nil || obj["textMessage"] != "hello" || obj["author"] != "bob" {
+		t.Fatalf("decoded %v, %v", obj, err)
+	}
+	if since, epoch, ok := alice.Position("general"); !ok || since != 1 || epoch != m.Epoch {
+		t.Fatalf("position = %d %q %v", since, epoch, ok)
+	}
+
+	refusals := []struct {
+		name    string
+		room    string
+		payload []byte
+		want    error
+		code    byte
+	}{
+		{"not a text message", "general", []byte(`not json`), client.ErrBadMessage, 0x99},
+		{"too large", "general", client.TextMessage(strings.Repeat("x", 300)), client.ErrTooLarge, 0x95},
+		{"no such room", "nosuchroom", client.TextMessage("x"), client.ErrNotAllowed, 0x87},
+	}
+	for _, r := range refusals {
+		err := bob.Send(ctx, r.room, r.payload)
+		var pe *client.PublishError
+		if !errors.Is(err, r.want) || !errors.Is(err, client.ErrRefused) || !errors.As(err, &pe) || pe.ReasonCode != r.code {
+			t.Errorf("%s: Send = %v, want %v (0x%02x)", r.name, err, r.want, r.code)
+		}
+	}
+	// Nothing refused was delivered: the next message is 2.
+	if err := bob.SendText(ctx, "general", "second"); err != nil {
+		t.Fatal(err)
+	}
+	if m := msgs.next(t, "second message"); m.ID != 2 || m.Text() != "second" {
+		t.Fatalf("second message = %d %q", m.ID, m.Text())
+	}
+
+	// Joining a room the user may not join is a typed refusal.
+	if err := alice.Join(ctx, "nosuchroom", msgs.put, nil); !errors.Is(err, client.ErrNotAllowed) {
+		t.Fatalf("join nosuchroom: %v", err)
+	}
+	if err := alice.Join(ctx, "bad/name", msgs.put, nil); !errors.Is(err, client.ErrInvalidName) {
+		t.Fatalf("join bad/name: %v", err)
+	}
+}
+
+// Over the publish rate, Send returns ErrRateLimited.
+func TestSendRateLimited(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.PublishRate, o.PublishBurst = 1, 1 })
+	bob := connect(t, tcpURL(b), "bob", nil)
+	ctx := testCtx(t)
+	var err error
+	for i := 0; i < 10 && err == nil; i++ {
+		err = bob.SendText(ctx, "general", "spam")
+	}
+	if !errors.Is(err, client.ErrRateLimited) {
+		t.Fatalf("Send over the rate = %v, want ErrRateLimited", err)
+	}
+}
+
+// recorder records the ids of the messages of a room, in delivery order.
+type recorder struct {
+	mu  sync.Mutex
+	ids []uint64
+	bad []string
+	got *inbox[client.Message]
+}
+
+func newRecorder() *recorder { return &recorder{got: newInbox[client.Message]()} }
+
+func (r *recorder) put(m client.Message) {
+	r.mu.Lock()
+	r.ids = append(r.ids, m.ID)
+	if want := fmt.Sprintf("m%d", m.ID); m.Text() != want {
+		r.bad = append(r.bad, fmt.Sprintf("message %d has text %q", m.ID, m.Text()))
+	}
+	r.mu.Unlock()
+	r.got.put(m)
+}
+
+// check waits until n messages were delivered and fails unless they are 1…n in order.
+func (r *recorder) check(t *testing.T, n int) {
+	t.Helper()
+	mqtttest.WaitFor(t, timeout, fmt.Sprintf("%d messages", n), func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.ids) >= n
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, id := range r.ids {
+		if id != uint64(i+1) {
+			t.Fatalf("delivery %d is message %d, want %d (a gap or a duplicate); ids %v", i, id, i+1, r.ids)
+		}
+	}
+	if len(r.ids) != n {
+		t.Fatalf("%d messages delivered, want %d", len(r.ids), n)
+	}
+	if len(r.bad) > 0 {
+		t.Fatal(r.bad)
+	}
+	for len(r.got.ch) > 0 { // later waits are for later messages
+		<-r.got.ch
+	}
+}
+
+// A client that loses its connection resumes every joined room after the last message it
+// delivered: messages posted while it was away arrive, none twice.
+func TestResumeAcrossReconnect(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	px := startProxy(t, b.MQTTAddr())
+	ups, downs := newInbox[struct{}](), newInbox[struct{}]()
+	reader := connect(t, px.url(), "reader", func(c *client.Config) {
+		c.OnConnect = func() { ups.put(struct{}{}) }
+		c.OnConnectionLost = func() { downs.put(struct{}{}) }
+	})
+	ups.next(t, "first connect")
+	pub := connect(t, tcpURL(b), "pub", nil)
+	ctx := testCtx(t)
+
+	rec := newRecorder()
+	if err := reader.Join(ctx, "general", rec.put, nil); err != nil {
+		t.Fatal(err)
+	}
+	var next uint64 = 1
+	send := func(n int) error {
+		for i := 0; i < n; i++ {
+			if err := pub.SendText(ctx, "general", fmt.Sprintf("m%d", next)); err != nil {
+				return err
+			}
+			next++
+		}
+		return nil
+	}
+
+	// 1. Cut while idle; messages posted during the outage arrive after the reconnect.
+	if err := send(10); err != nil {
+		t.Fatal(err)
+	}
+	rec.check(t, 10)
+	px.cut(true)
+	downs.next(t, "connection lost")
+	if err := send(20); err != nil {
+		t.Fatal(err)
+	}
+	px.resume()
+	ups.next(t, "reconnect")
+	rec.check(t, 30)
+
+	// 2. Cut while messages are flowing, again and again: no gap, no duplicate.
+	errs := make(chan error, 1)
+	go func() { errs <- send(300) }()
+	for i := 0; i < 3; i++ {
+		rec.got.next(t, "a message before the cut")
+		px.cut(false)
+		downs.next(t, "connection lost")
+		ups.next(t, "reconnect")
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	rec.check(t, 330)
+	if err := send(1); err != nil {
+		t.Fatal(err)
+	}
+	rec.check(t, 331)
+	if since, epoch, ok := reader.Position("general"); !ok || since != 331 || epoch == "" {
+		t.Fatalf("position = %d %q %v", since, epoch, ok)
+	}
+}

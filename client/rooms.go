@@ -1,0 +1,395 @@
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/roomq/roomq/wire"
+)
+
+// User properties of room deliveries and resume subscriptions.
+const (
+	propID        = "id"
+	propAuthor    = "author"
+	propTimestamp = "timestamp"
+	propEpoch     = "epoch"
+	propSince     = "since"
+)
+
+// Message is a room message as delivered or read from the history.
+type Message struct {
+	// Room is the room the message was posted to.
+	Room string
+	// ID is the message's id in the room: 1, 2, 3… with no gap.
+	ID uint64
+	// Author is the user who posted it.
+	Author string
+	// Timestamp is when the broker accepted it (millisecond precision).
+	Timestamp time.Time
+	// Epoch is the room history's epoch, for live deliveries (empty for history reads).
+	Epoch string
+	// Payload is the message as delivered: for text and json rooms the JSON object with id,
+	// author and timestamp added, for binary rooms the bytes as posted. For history reads of
+	// binary rooms it is the object {"binary": "<base64>", "id", "author", "timestamp"}.
+	Payload []byte
+}
+
+// Text returns the textMessage field of a text room's message, "" when it has none.
+func (m Message) Text() string {
+	var t struct {
+		TextMessage string `json:"textMessage"`
+	}
+	_ = json.Unmarshal(m.Payload, &t) // non-JSON payloads have no text
+	return t.TextMessage
+}
+
+// Decode unmarshals the JSON payload into v.
+func (m Message) Decode(v any) error {
+	if err := json.Unmarshal(m.Payload, v); err != nil {
+		return fmt.Errorf("decode message %d of room %q: %w", m.ID, m.Room, err)
+	}
+	return nil
+}
+
+// Binary returns the bytes of a binary room's message read from the history (the base64
+// field "binary"), and false when the payload has no such field.
+func (m Message) Binary() ([]byte, bool) {
+	var b struct {
+		Binary *string `json:"binary"`
+	}
+	if json.Unmarshal(m.Payload, &b) != nil || b.Binary == nil {
+		return nil, false
+	}
+	out, err := base64.StdEncoding.DecodeString(*b.Binary)
+	return out, err == nil
+}
+
+// TextMessage returns the payload a text room accepts: {"textMessage": text}.
+func TextMessage(text string) []byte {
+	b, _ := json.Marshal(struct {
+		TextMessage string `json:"textMessage"`
+	}{text}) // a string always marshals
+	return b
+}
+
+// JoinOptions change how Join starts.
+type JoinOptions struct {
+	// Resume makes the room start after message Since of history epoch Epoch, as if the client
+	// had been joined all along: the broker first replays every stored message with a larger
+	// id (all of the stored history when Since is 0). Use it to continue from a position saved
+	// by an earlier process. When false, only messages posted after the join are delivered.
+	Resume bool
+	// Since is the id of the last message already seen, with Resume.
+	Since uint64
+	// Epoch is the history epoch Since belongs to, with Resume; empty means unknown.
+	Epoch string
+	// Events subscribes to rooms/{room}/events too (userJoined, userLeft, accessListChanged,
+	// modeChanged, roomDeleted), delivered to OnEvent.
+	Events bool
+	// OnEvent receives the room's events (with Events) and the client's notifications about
+	// the room: historyGap and historyReset after a resume, roomAccessRemoved. May be nil.
+	OnEvent func(Event)
+}
+
+// roomState is the client's membership of a room. The dispatcher owns last and epoch; they
+// are read under Client.mu.
+type roomState struct {
+	name      string
+	onMessage func(Message)
+	opts      JoinOptions
+	// last is the id of the last message delivered, floor the id the room is known to be
+	// complete up to (from roomHistoryInfo after a live join); a resubscription resumes after
+	// the larger one.
+	last, floor uint64
+	epoch       string
+	// resume is false until the room has a position to resume from.
+	resume bool
+}
+
+// resumePosition returns the since and epoch to subscribe with, and false for a live join.
+// Lock Client.mu must be held.
+func (r *roomState) resumePosition() (uint64, string, bool) {
+	return max(r.last, r.floor), r.epoch, r.resume
+}
+
+// Join joins room: it subscribes to rooms/{room} and calls onMessage (on the client's
+// callback goroutine) for each message, in id order. After a reconnect the client resumes
+// after the last message delivered, so onMessage sees every message exactly once; see the
+// package documentation. opts may be nil. Joining a room already joined replaces its callback
+// and options.
+//
+// A live join (without opts.Resume) learns the room's position from roomHistoryInfo right
+// after the SUBSCRIBE; messages posted in between and lost with the connection before they
+// arrive cannot be recovered.
+func (c *Client) Join(ctx context.Context, room string, onMessage func(Message), opts *JoinOptions) error {
+	if onMessage == nil {
+		return errors.New("client: Join needs a message callback")
+	}
+	if !wire.ValidName(room) {
+		return fmt.Errorf("join room %q: %w", room, &Error{Code: CodeInvalidName, Message: "invalid room name"})
+	}
+	var o JoinOptions
+	if opts != nil {
+		o = *opts
+	}
+	if err := c.awaitReady(ctx); err != nil {
+		return fmt.Errorf("join room %q: %w", room, err)
+	}
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	rs := &roomState{name: room, onMessage: onMessage, opts: o, last: o.Since, epoch: o.Epoch, resume: o.Resume}
+	c.mu.Lock()
+	if old, ok := c.rooms[room]; ok && !o.Resume {
+		rs.last, rs.floor, rs.epoch, rs.resume = old.last, old.floor, old.epoch, old.resume
+	}
+	c.rooms[room] = rs
+	c.mu.Unlock()
+	if err := c.subscribeRoom(ctx, c.cm, rs); err != nil {
+		c.mu.Lock()
+		if c.rooms[room] == rs {
+			delete(c.rooms, room)
+		}
+		c.mu.Unlock()
+		return fmt.Errorf("join room %q: %w", room, err)
+	}
+	c.mu.Lock()
+	live := !rs.resume
+	c.mu.Unlock()
+	if live {
+		info, err := c.RoomHistoryInfo(ctx, room)
+		if err != nil {
+			c.log.Warn("room position unknown: a reconnect will resume from the first message seen", logKeyRoom, room, logKeyError, err)
+			return nil
+		}
+		c.mu.Lock()
+		if !rs.resume {
+			rs.floor, rs.resume = info.LastMessageID, true
+			if rs.epoch == "" {
+				rs.epoch = info.Epoch
+			}
+		}
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// subscribeRoom subscribes to rs's room, with its resume position if it has one, and to its
+// events topic. Lock subMu must be held.
+func (c *Client) subscribeRoom(ctx context.Context, cm *autopaho.ConnectionManager, rs *roomState) error {
+	c.mu.Lock()
+	since, epoch, resume := rs.resumePosition()
+	c.mu.Unlock()
+	var props paho.UserProperties
+	if resume {
+		props = paho.UserProperties{{Key: propSince, Value: strconv.FormatUint(since, 10)}}
+		if epoch != "" {
+			props = append(props, paho.UserProperty{Key: propEpoch, Value: epoch})
+		}
+	}
+	if rs.opts.Events {
+		if err := c.subscribe(ctx, cm, nil, paho.SubscribeOptions{Topic: wire.RoomEventsTopic(rs.name), QoS: 1}); err != nil {
+			return err
+		}
+	}
+	return c.subscribe(ctx, cm, props, paho.SubscribeOptions{Topic: wire.RoomTopic(rs.name), QoS: 1})
+}
+
+// resubscribeRooms joins every room again on connection gen. It returns false when the
+// connection went away. Lock subMu must be held.
+func (c *Client) resubscribeRooms(ctx context.Context, cm *autopaho.ConnectionManager, gen uint64) bool {
+	c.mu.Lock()
+	rooms := make([]*roomState, 0, len(c.rooms))
+	for _, rs := range c.rooms {
+		rooms = append(rooms, rs)
+	}
+	c.mu.Unlock()
+	for _, rs := range rooms {
+		if !c.current(gen) {
+			return false
+		}
+		err := c.subscribeRoom(ctx, cm, rs)
+		var se *SubscribeError
+		switch {
+		case errors.As(err, &se):
+			// The room is gone or closed to the user: stop trying.
+			c.log.Warn("room refused on reconnect; leaving it", logKeyRoom, rs.name, logKeyError, err)
+			c.mu.Lock()
+			if c.rooms[rs.name] == rs {
+				delete(c.rooms, rs.name)
+			}
+			c.mu.Unlock()
+			if fn := rs.opts.OnEvent; fn != nil {
+				name := rs.name
+				c.queue.push(item{fn: func() {
+					fn(Event{Name: EventRoomAccessRemoved, Room: name, Fields: map[string]any{"event": EventRoomAccessRemoved, "room": name}})
+				}})
+			}
+		case err != nil:
+			c.log.Warn("rejoin room", logKeyRoom, rs.name, logKeyError, err)
+			return false
+		}
+	}
+	return true
+}
+
+// Leave leaves room: it unsubscribes and forgets the room's position.
+func (c *Client) Leave(ctx context.Context, room string) error {
+	if err := c.awaitReady(ctx); err != nil {
+		return fmt.Errorf("leave room %q: %w", room, err)
+	}
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	c.mu.Lock()
+	rs, ok := c.rooms[room]
+	delete(c.rooms, room)
+	c.mu.Unlock()
+	topics := []string{wire.RoomTopic(room)}
+	if ok && rs.opts.Events {
+		topics = append(topics, wire.RoomEventsTopic(room))
+	}
+	if _, err := c.cm.Unsubscribe(ctx, &paho.Unsubscribe{Topics: topics}); err != nil {
+		return fmt.Errorf("leave room %q: %w", room, connErr(err))
+	}
+	return nil
+}
+
+// Position returns the id of the last message of room delivered to the callback and the
+// history epoch, to save and pass back as JoinOptions.Since and Epoch later. ok is false when
+// the room is not joined.
+func (c *Client) Position(room string) (since uint64, epoch string, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rs, ok := c.rooms[room]
+	if !ok {
+		return 0, "", false
+	}
+	return rs.last, rs.epoch, true
+}
+
+// forgetRoom drops the client's membership of room after the broker ended it.
+func (c *Client) forgetRoom(room string) {
+	c.mu.Lock()
+	delete(c.rooms, room)
+	c.mu.Unlock()
+}
+
+// roomMessage delivers a room message unless it was delivered already. It runs on the
+// dispatcher.
+func (c *Client) roomMessage(room string, p *paho.Publish) {
+	m, err := parseDelivery(room, p)
+	if err != nil {
+		c.log.Warn("bad room message", logKeyRoom, room, logKeyError, err)
+		return
+	}
+	c.mu.Lock()
+	rs, ok := c.rooms[room]
+	if !ok {
+		c.mu.Unlock()
+		return // left, or joined by the roomJoin RPC without Join
+	}
+	reset := false
+	if m.Epoch != "" && rs.epoch != "" && m.Epoch != rs.epoch {
+		// The history lost its continuity: ids start again.
+		reset = true
+		rs.last, rs.floor = 0, 0
+	}
+	if m.Epoch != "" {
+		rs.epoch = m.Epoch
+	}
+	if m.ID <= rs.last {
+		c.mu.Unlock()
+		return // a duplicate of a replay after a reconnect
+	}
+	rs.last, rs.resume = m.ID, true
+	onMessage := rs.onMessage
+	c.mu.Unlock()
+	if reset {
+		c.log.Info("room history epoch changed; ids start again", logKeyRoom, room, "epoch", m.Epoch)
+	}
+	onMessage(m)
+}
+
+// roomEvent hands ev to the OnEvent of room, if joined.
+func (c *Client) roomEvent(room string, ev Event) {
+	c.mu.Lock()
+	rs, ok := c.rooms[room]
+	c.mu.Unlock()
+	if ok && rs.opts.OnEvent != nil {
+		rs.opts.OnEvent(ev)
+	}
+}
+
+// parseDelivery reads a room message from its v5 user properties.
+func parseDelivery(room string, p *paho.Publish) (Message, error) {
+	m := Message{Room: room, Payload: p.Payload}
+	if p.Properties == nil {
+		return m, errors.New("no user properties")
+	}
+	id, err := strconv.ParseUint(p.Properties.User.Get(propID), 10, 64)
+	if err != nil {
+		return m, fmt.Errorf("user property id: %w", err)
+	}
+	m.ID = id
+	m.Author = p.Properties.User.Get(propAuthor)
+	if ts, err := strconv.ParseInt(p.Properties.User.Get(propTimestamp), 10, 64); err == nil {
+		m.Timestamp = time.UnixMilli(ts)
+	}
+	m.Epoch = p.Properties.User.Get(propEpoch)
+	return m, nil
+}
+
+// historyMessage decodes a message of a history read.
+func historyMessage(room string, raw json.RawMessage) (Message, error) {
+	var h struct {
+		ID        uint64 `json:"id"`
+		Author    string `json:"author"`
+		Timestamp int64  `json:"timestamp"`
+	}
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return Message{}, fmt.Errorf("history message of room %q: %w", room, err)
+	}
+	return Message{Room: room, ID: h.ID, Author: h.Author, Timestamp: time.UnixMilli(h.Timestamp), Payload: raw}, nil
+}
+
+// Send posts payload to room with QoS 1 and returns once the broker accepted it (stored and
+// gave it an id). A refusal is a *PublishError: errors.Is matches ErrBadMessage (the room's
+// checker refused it), ErrNotAllowed, ErrTooLarge or ErrRateLimited.
+func (c *Client) Send(ctx context.Context, room string, payload []byte) error {
+	if err := c.publish(ctx, &paho.Publish{Topic: wire.RoomTopic(room), QoS: 1, Payload: payload}); err != nil {
+		return fmt.Errorf("send to room %q: %w", room, err)
+	}
+	return nil
+}
+
+// SendText posts {"textMessage": text} to room: the message of a text room. See Send.
+func (c *Client) SendText(ctx context.Context, room, text string) error {
+	return c.Send(ctx, room, TextMessage(text))
+}
+
+// publish publishes p and turns a refusal into a *PublishError.
+func (c *Client) publish(ctx context.Context, p *paho.Publish) error {
+	cm, err := c.connection(ctx)
+	if err != nil {
+		return err
+	}
+	pr, err := cm.Publish(ctx, p)
+	if pr != nil && pr.ReasonCode >= 0x80 {
+		pe := &PublishError{Topic: p.Topic, ReasonCode: pr.ReasonCode}
+		if pr.Properties != nil {
+			pe.Reason = pr.Properties.ReasonString
+		}
+		return pe
+	}
+	if err != nil {
+		return connErr(err)
+	}
+	return nil
+}
