@@ -64,6 +64,13 @@ type Config struct {
 	// Logger receives the client's logs; nil means slog.Default().
 	Logger *slog.Logger
 
+	// CallResponseTopic is the Response Topic of Call requests; empty means the protocol's
+	// users/{user}/replies/{clientId}/call, whose replies need the broker to let the responder
+	// publish there. Set a topic the responders may publish to (and this client may
+	// subscribe to) on brokers that do not. The client subscribes to it; calls are told apart
+	// by their correlation data.
+	CallResponseTopic string
+
 	// OnConnect is called after each connection is up and every room, watch and handler has
 	// been subscribed again.
 	OnConnect func()
@@ -161,6 +168,9 @@ func Dial(ctx context.Context, serverURL, user string, password []byte) (*Client
 func newClient(cfg Config) (*Client, error) {
 	if len(cfg.ServerURLs) == 0 {
 		return nil, errors.New("client: Config.ServerURLs is required")
+	}
+	if wire.IsWildcard(cfg.CallResponseTopic) {
+		return nil, fmt.Errorf("client: call response topic %q contains a wildcard", cfg.CallResponseTopic)
 	}
 	if strings.ContainsAny(cfg.ClientID, "/+#") {
 		return nil, fmt.Errorf("client: client id %q contains '/', '+' or '#'", cfg.ClientID)
@@ -348,6 +358,9 @@ func (c *Client) setup(cm *autopaho.ConnectionManager, gen uint64) {
 		{Topic: wire.UserEventsTopic(c.User()), QoS: 1},
 		{Topic: c.repliesPrefix() + "#", QoS: 1},
 	}
+	if c.cfg.CallResponseTopic != "" {
+		subs = append(subs, paho.SubscribeOptions{Topic: c.cfg.CallResponseTopic, QoS: 1})
+	}
 	if c.cfg.OnDirectMessage != nil {
 		subs = append(subs, paho.SubscribeOptions{Topic: wire.UserInboxTopic(c.User()), QoS: 1})
 	}
@@ -463,6 +476,14 @@ func (c *Client) ClientID() string { return c.clientID }
 // the responses to its RPCs and calls.
 func (c *Client) repliesPrefix() string {
 	return wire.UserRepliesPrefix(c.User()) + c.clientID + "/"
+}
+
+// callResponseTopic returns the Response Topic of Call requests.
+func (c *Client) callResponseTopic() string {
+	if c.cfg.CallResponseTopic != "" {
+		return c.cfg.CallResponseTopic
+	}
+	return c.repliesPrefix() + replyKindCall
 }
 
 // connection returns the connection manager, or ErrClosed.

@@ -77,7 +77,7 @@ func (q *queue) pop() ([]item, bool) {
 // call; everything else is queued for the dispatcher. It never blocks.
 func (c *Client) onPublish(pr paho.PublishReceived) (bool, error) {
 	p := pr.Packet
-	if strings.HasPrefix(p.Topic, c.repliesPrefix()) {
+	if strings.HasPrefix(p.Topic, c.repliesPrefix()) || (c.cfg.CallResponseTopic != "" && p.Topic == c.cfg.CallResponseTopic) {
 		c.deliverReply(p)
 		return true, nil
 	}

@@ -57,7 +57,7 @@ func (c *Client) failPending() {
 
 // request publishes a request to topic with a response topic under the client's replies and
 // fresh correlation data, and waits for the reply.
-func (c *Client) request(ctx context.Context, topic, kind string, payload []byte) (*paho.Publish, error) {
+func (c *Client) request(ctx context.Context, topic, responseTopic string, payload []byte) (*paho.Publish, error) {
 	if err := c.awaitReady(ctx); err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func (c *Client) request(ctx context.Context, topic, kind string, payload []byte
 		QoS:     1,
 		Payload: payload,
 		Properties: &paho.PublishProperties{
-			ResponseTopic:   c.repliesPrefix() + kind,
+			ResponseTopic:   responseTopic,
 			CorrelationData: []byte(corr),
 		},
 	})
@@ -108,7 +108,7 @@ func (c *Client) RPC(ctx context.Context, command string, args, result any) erro
 	if err != nil {
 		return fmt.Errorf("%s: encode arguments: %w", command, err)
 	}
-	p, err := c.request(ctx, wire.RPCPrefix+command, replyKindRPC, payload)
+	p, err := c.request(ctx, wire.RPCPrefix+command, c.repliesPrefix()+replyKindRPC, payload)
 	if err != nil {
 		return fmt.Errorf("%s: %w", command, err)
 	}
@@ -141,12 +141,13 @@ const (
 
 // Call sends a device-to-device request: it publishes payload to topic (for example
 // devices/{id}/rpc/{method}) with a Response Topic under the client's
-// users/{user}/replies/ and its own correlation data, and returns the payload of the reply.
+// users/{user}/replies/ (or Config.CallResponseTopic) and its own correlation data, and
+// returns the payload of the reply.
 // A responder that answers with user property "error" (as Handle does for a failed handler)
 // makes Call return an *Error with that code and the "errorMessage" property as its message.
 // A request nobody answers waits until ctx ends.
 func (c *Client) Call(ctx context.Context, topic string, payload []byte) ([]byte, error) {
-	p, err := c.request(ctx, topic, replyKindCall, payload)
+	p, err := c.request(ctx, topic, c.callResponseTopic(), payload)
 	if err != nil {
 		return nil, fmt.Errorf("call %s: %w", topic, err)
 	}
