@@ -3,6 +3,7 @@ package client_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -196,4 +197,126 @@ func TestResumeAcrossReconnect(t *testing.T) {
 	if since, epoch, ok := reader.Position("general"); !ok || since != 331 || epoch == "" {
 		t.Fatalf("position = %d %q %v", since, epoch, ok)
 	}
+}
+
+// The broker ends a connection (the disconnect command from another connection of the same
+// user); the client reconnects and resumes the room.
+func TestKickedClientResumes(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	ups, downs := newInbox[struct{}](), newInbox[struct{}]()
+	reader := connect(t, tcpURL(b), "reader", func(c *client.Config) {
+		c.ClientID = "reader-phone"
+		c.OnConnect = func() { ups.put(struct{}{}) }
+		c.OnConnectionLost = func() { downs.put(struct{}{}) }
+	})
+	ups.next(t, "first connect")
+	admin := connect(t, tcpURL(b), "reader", func(c *client.Config) { c.ClientID = "reader-laptop" })
+	pub := connect(t, tcpURL(b), "pub", nil)
+	ctx := testCtx(t)
+	rec := newRecorder()
+	if err := reader.Join(ctx, "general", rec.put, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		if err := pub.SendText(ctx, "general", fmt.Sprintf("m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.check(t, 5)
+	if err := admin.Disconnect(ctx, "reader-phone"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 6; i <= 10; i++ {
+		if err := pub.SendText(ctx, "general", fmt.Sprintf("m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	downs.next(t, "connection lost")
+	ups.next(t, "reconnect")
+	rec.check(t, 10)
+	if err := admin.Disconnect(ctx, "nobody"); !errors.Is(err, client.ErrBadArgument) {
+		t.Fatalf("disconnect of another user's connection: %v", err)
+	}
+}
+
+// Join with a saved position replays what came after it; a position that left the history
+// ring gives historyGap, a stale epoch historyReset and a replay from the oldest message.
+func TestJoinFromPosition(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.HistoryMaxSize = 5 })
+	pub := connect(t, tcpURL(b), "pub", nil)
+	ctx := testCtx(t)
+	for i := 1; i <= 8; i++ {
+		if err := pub.SendText(ctx, "general", fmt.Sprintf("m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(msgs *inbox[client.Message], n int) []uint64 {
+		var out []uint64
+		for i := 0; i < n; i++ {
+			out = append(out, msgs.next(t, "replayed message").ID)
+		}
+		return out
+	}
+
+	alice := connect(t, tcpURL(b), "alice", nil)
+	msgs, events := newInbox[client.Message](), newInbox[client.Event]()
+	if err := alice.Join(ctx, "general", msgs.put, &client.JoinOptions{Resume: true, Since: 5, OnEvent: events.put}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(msgs, 3); !slices.Equal(got, []uint64{6, 7, 8}) {
+		t.Fatalf("replay after 5 = %v", got)
+	}
+	_, epoch, _ := alice.Position("general")
+
+	bob := connect(t, tcpURL(b), "bob", nil)
+	msgs, events = newInbox[client.Message](), newInbox[client.Event]()
+	if err := bob.Join(ctx, "general", msgs.put, &client.JoinOptions{Resume: true, Since: 1, Epoch: epoch, OnEvent: events.put}); err != nil {
+		t.Fatal(err)
+	}
+	ev := events.next(t, "historyGap")
+	if ev.Name != client.EventHistoryGap || ev.Room != "general" || ev.Fields["from"] != float64(2) || ev.Fields["to"] != float64(3) {
+		t.Fatalf("event = %+v", ev)
+	}
+	if got := ids(msgs, 5); !slices.Equal(got, []uint64{4, 5, 6, 7, 8}) {
+		t.Fatalf("replay after a gap = %v", got)
+	}
+
+	carol := connect(t, tcpURL(b), "carol", nil)
+	msgs, events = newInbox[client.Message](), newInbox[client.Event]()
+	if err := carol.Join(ctx, "general", msgs.put, &client.JoinOptions{Resume: true, Since: 7, Epoch: "stale", OnEvent: events.put}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := events.next(t, "historyReset"); ev.Name != client.EventHistoryReset || ev.Fields["epoch"] != epoch {
+		t.Fatalf("event = %+v", ev)
+	}
+	if got := ids(msgs, 5); !slices.Equal(got, []uint64{4, 5, 6, 7, 8}) {
+		t.Fatalf("replay after a reset = %v", got)
+	}
+	if _, e, _ := carol.Position("general"); e != epoch {
+		t.Fatalf("epoch after the reset = %q, want %q", e, epoch)
+	}
+}
+
+// Room events reach the room's OnEvent when Events is set.
+func TestRoomEvents(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	alice := connect(t, tcpURL(b), "alice", nil)
+	bob := connect(t, tcpURL(b), "bob", nil)
+	ctx := testCtx(t)
+	events := newInbox[client.Event]()
+	if err := alice.Join(ctx, "general", func(client.Message) {}, &client.JoinOptions{Events: true, OnEvent: events.put}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Join(ctx, "general", func(client.Message) {}, nil); err != nil {
+		t.Fatal(err)
+	}
+	events.until(t, "userJoined bob", func(ev client.Event) bool {
+		return ev.Name == client.EventUserJoined && ev.Fields["user"] == "bob"
+	})
+	if err := bob.Leave(ctx, "general"); err != nil {
+		t.Fatal(err)
+	}
+	events.until(t, "userLeft bob", func(ev client.Event) bool {
+		return ev.Name == client.EventUserLeft && ev.Fields["user"] == "bob"
+	})
 }
