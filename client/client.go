@@ -118,8 +118,11 @@ type Client struct {
 	closeErr  error
 }
 
-// Connect starts a client and waits until its first connection is up (or ctx ends, or the
-// broker refuses the credentials). From then on the client reconnects by itself until Close.
+// Connect starts a client and waits until its first connection is up and set up (or ctx
+// ends, or the broker refuses the credentials: then the error wraps autopaho's
+// *ConnackError with the CONNACK reason code). Unreachable servers and "server unavailable"
+// or "quota exceeded" refusals are retried with backoff until ctx ends. From then on the
+// client reconnects by itself until Close.
 func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	c, err := newClient(cfg)
 	if err != nil {
@@ -496,7 +499,8 @@ func (c *Client) connection(ctx context.Context) (*autopaho.ConnectionManager, e
 
 // Close disconnects (sending DISCONNECT when connected), stops every goroutine of the client
 // and fails the calls under way with ErrClosed. Callbacks queued before Close still run unless
-// ctx ends first. It is safe to call more than once.
+// ctx ends first. It is safe to call more than once, but not from a callback (Close waits for
+// the callback goroutine, so it would wait until ctx ends).
 func (c *Client) Close(ctx context.Context) error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
