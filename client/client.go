@@ -26,7 +26,8 @@ const (
 	logKeyRoom   = "room"
 	logKeyTopic  = "topic"
 	logKeyError  = "error"
-	logKeyServer = "server"
+	logKeyReason = "reasonCode"
+	logKeyEpoch  = "epoch"
 )
 
 // Defaults of Config.
@@ -155,7 +156,6 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 				_ = c.Close(ctx)
 				return nil, fmt.Errorf("client: connect: %w", err)
 			}
-			c.log.Info("connect attempt failed", logKeyError, err)
 		case <-ctx.Done():
 			_ = c.Close(context.Background())
 			return nil, fmt.Errorf("client: connect: %w", ctx.Err())
@@ -259,6 +259,7 @@ func (c *Client) autopahoConfig(connectErr chan<- error) (autopaho.ClientConfig,
 		OnConnectionUp:   c.onConnectionUp,
 		OnConnectionDown: c.onConnectionDown,
 		OnConnectError: func(err error) {
+			c.log.Info("connect attempt failed", logKeyError, err)
 			select {
 			case connectErr <- err:
 			default:
@@ -271,7 +272,7 @@ func (c *Client) autopahoConfig(connectErr chan<- error) (autopaho.ClientConfig,
 				c.log.Debug("connection error", logKeyError, err)
 			},
 			OnServerDisconnect: func(d *paho.Disconnect) {
-				c.log.Info("server disconnected the client", "reasonCode", d.ReasonCode)
+				c.log.Info("server disconnected the client", logKeyReason, d.ReasonCode)
 			},
 		},
 	}, nil
@@ -378,12 +379,12 @@ func (c *Client) setup(cm *autopaho.ConnectionManager, gen uint64) {
 	if err := c.subscribe(ctx, cm, nil, subs...); err != nil {
 		c.log.Error("subscribe after connect", logKeyError, err)
 		var se *SubscribeError
-		if !errors.As(err, &se) {
+		if !errors.As(err, &se) && !c.current(gen) {
 			return // the connection is gone; the next one tries again
 		}
 	}
-	if !c.resubscribeRooms(ctx, cm, gen) {
-		return
+	if !c.resubscribeRooms(ctx, cm, gen) && !c.current(gen) {
+		return // the next connection tries again
 	}
 	c.mu.Lock()
 	if c.gen == gen {
@@ -458,7 +459,7 @@ func (c *Client) subscribe(ctx context.Context, cm *autopaho.ConnectionManager, 
 
 // connErr marks errors of a dropped connection as ErrNotConnected.
 func connErr(err error) error {
-	if errors.Is(err, autopaho.ConnectionDownError) {
+	if errors.Is(err, autopaho.ConnectionDownError) || errors.Is(err, paho.ErrNetworkErrorAfterStored) {
 		return fmt.Errorf("%w: %w", ErrNotConnected, err)
 	}
 	return err

@@ -202,8 +202,9 @@ func (c *Client) subscribeRoom(ctx context.Context, cm *autopaho.ConnectionManag
 	return c.subscribe(ctx, cm, props, paho.SubscribeOptions{Topic: wire.RoomTopic(rs.name), QoS: 1})
 }
 
-// resubscribeRooms joins every room again on connection gen. It returns false when the
-// connection went away. Lock subMu must be held.
+// resubscribeRooms joins every room again on connection gen. It returns false when a room
+// could not be subscribed for another reason than a refusal (it is logged; the next
+// connection tries again). Lock subMu must be held.
 func (c *Client) resubscribeRooms(ctx context.Context, cm *autopaho.ConnectionManager, gen uint64) bool {
 	c.mu.Lock()
 	rooms := make([]*roomState, 0, len(c.rooms))
@@ -233,7 +234,7 @@ func (c *Client) resubscribeRooms(ctx context.Context, cm *autopaho.ConnectionMa
 				}})
 			}
 		case err != nil:
-			c.log.Warn("rejoin room", logKeyRoom, rs.name, logKeyError, err)
+			c.log.Error("rejoin room", logKeyRoom, rs.name, logKeyError, err)
 			return false
 		}
 	}
@@ -312,7 +313,7 @@ func (c *Client) roomMessage(room string, p *paho.Publish) {
 	onMessage := rs.onMessage
 	c.mu.Unlock()
 	if reset {
-		c.log.Info("room history epoch changed; ids start again", logKeyRoom, room, "epoch", m.Epoch)
+		c.log.Info("room history epoch changed; ids start again", logKeyRoom, room, logKeyEpoch, m.Epoch)
 	}
 	onMessage(m)
 }
