@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -284,5 +285,17 @@ func TestClose(t *testing.T) {
 	}
 	if _, err := c.RoomGetOwner(ctx, "general"); !errors.Is(err, client.ErrClosed) {
 		t.Fatalf("RPC after Close: %v", err)
+	}
+}
+
+// Every command the broker registers has a typed method of the same name.
+func TestEveryCommandHasAMethod(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	typ := reflect.TypeOf((*client.Client)(nil))
+	for _, name := range b.Commands().Names() {
+		method := strings.ToUpper(name[:1]) + name[1:]
+		if _, ok := typ.MethodByName(method); !ok {
+			t.Errorf("command %s has no method Client.%s", name, method)
+		}
 	}
 }
