@@ -141,15 +141,20 @@ func (c *Client) parseEvent(p *paho.Publish) (Event, bool) {
 }
 
 // userEvent handles a notification on users/{user}/events: events about a room also go to
-// that room's OnEvent, roomAccessRemoved ends the client's membership.
+// that room's OnEvent, roomAccessRemoved ends the client's membership and historyReset
+// starts the room's ids again.
 func (c *Client) userEvent(ev Event) {
 	if ev.Room != "" {
 		switch ev.Name {
 		case wire.EventHistoryGap, wire.EventHistoryReset, wire.EventRoomAccessRemoved:
 			c.roomEvent(ev.Room, ev)
 		}
-		if ev.Name == wire.EventRoomAccessRemoved {
+		switch ev.Name {
+		case wire.EventRoomAccessRemoved:
 			c.forgetRoom(ev.Room)
+		case wire.EventHistoryReset:
+			epoch, _ := ev.Fields["epoch"].(string)
+			c.resetRoom(ev.Room, epoch)
 		}
 	}
 	if fn := c.cfg.OnEvent; fn != nil {

@@ -282,6 +282,17 @@ func (c *Client) forgetRoom(room string) {
 	c.mu.Unlock()
 }
 
+// resetRoom starts room's ids again in history epoch epoch, unless a message of that epoch
+// did already (the historyReset event and the replay that follows it may arrive in either
+// order). It runs on the dispatcher.
+func (c *Client) resetRoom(room, epoch string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rs, ok := c.rooms[room]; ok && epoch != "" && rs.epoch != epoch {
+		rs.epoch, rs.last, rs.floor = epoch, 0, 0
+	}
+}
+
 // roomMessage delivers a room message unless it was delivered already. It runs on the
 // dispatcher.
 func (c *Client) roomMessage(room string, p *paho.Publish) {
