@@ -495,7 +495,14 @@ func (c *Client) connection(ctx context.Context) (*autopaho.ConnectionManager, e
 	if err := c.awaitReady(ctx); err != nil {
 		return nil, err
 	}
-	return c.cm, nil
+	return c.manager(), nil
+}
+
+// manager returns autopaho's connection manager.
+func (c *Client) manager() *autopaho.ConnectionManager {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cm
 }
 
 // Close disconnects (sending DISCONNECT when connected), stops every goroutine of the client

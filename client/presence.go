@@ -38,7 +38,7 @@ func (c *Client) WatchPresence(ctx context.Context, user string, fn func(Presenc
 	c.mu.Lock()
 	c.presence[user] = fn
 	c.mu.Unlock()
-	if err := c.subscribe(ctx, c.cm, nil, paho.SubscribeOptions{Topic: wire.PresencePrefix + user, QoS: 1}); err != nil {
+	if err := c.subscribe(ctx, c.manager(), nil, paho.SubscribeOptions{Topic: wire.PresencePrefix + user, QoS: 1}); err != nil {
 		c.mu.Lock()
 		delete(c.presence, user)
 		c.mu.Unlock()
@@ -57,7 +57,7 @@ func (c *Client) UnwatchPresence(ctx context.Context, user string) error {
 	c.mu.Lock()
 	delete(c.presence, user)
 	c.mu.Unlock()
-	if _, err := c.cm.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{wire.PresencePrefix + user}}); err != nil {
+	if _, err := c.manager().Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{wire.PresencePrefix + user}}); err != nil {
 		return fmt.Errorf("unwatch presence of %q: %w", user, connErr(err))
 	}
 	return nil

@@ -152,7 +152,7 @@ func (c *Client) Join(ctx context.Context, room string, onMessage func(Message),
 	}
 	c.rooms[room] = rs
 	c.mu.Unlock()
-	if err := c.subscribeRoom(ctx, c.cm, rs); err != nil {
+	if err := c.subscribeRoom(ctx, c.manager(), rs); err != nil {
 		c.mu.Lock()
 		if c.rooms[room] == rs {
 			delete(c.rooms, room)
@@ -256,7 +256,7 @@ func (c *Client) Leave(ctx context.Context, room string) error {
 	if ok && rs.opts.Events {
 		topics = append(topics, wire.RoomEventsTopic(room))
 	}
-	if _, err := c.cm.Unsubscribe(ctx, &paho.Unsubscribe{Topics: topics}); err != nil {
+	if _, err := c.manager().Unsubscribe(ctx, &paho.Unsubscribe{Topics: topics}); err != nil {
 		return fmt.Errorf("leave room %q: %w", room, connErr(err))
 	}
 	return nil

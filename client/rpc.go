@@ -195,7 +195,7 @@ func (c *Client) Handle(ctx context.Context, topicFilter string, h RequestHandle
 	c.mu.Lock()
 	c.handlers[topicFilter] = h
 	c.mu.Unlock()
-	if err := c.subscribe(ctx, c.cm, nil, paho.SubscribeOptions{Topic: topicFilter, QoS: 1}); err != nil {
+	if err := c.subscribe(ctx, c.manager(), nil, paho.SubscribeOptions{Topic: topicFilter, QoS: 1}); err != nil {
 		c.mu.Lock()
 		delete(c.handlers, topicFilter)
 		c.mu.Unlock()
@@ -214,7 +214,7 @@ func (c *Client) Unhandle(ctx context.Context, topicFilter string) error {
 	c.mu.Lock()
 	delete(c.handlers, topicFilter)
 	c.mu.Unlock()
-	if _, err := c.cm.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{topicFilter}}); err != nil {
+	if _, err := c.manager().Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{topicFilter}}); err != nil {
 		return fmt.Errorf("unhandle %s: %w", topicFilter, connErr(err))
 	}
 	return nil
