@@ -258,6 +258,16 @@ func TestJoinFromPosition(t *testing.T) {
 		return out
 	}
 
+	// A live join starts after the last message.
+	dave := connect(t, tcpURL(b), "dave", nil)
+	live := newInbox[client.Message]()
+	if err := dave.Join(ctx, "general", live.put, nil); err != nil {
+		t.Fatal(err)
+	}
+	if since, _, _ := dave.Position("general"); since != 8 {
+		t.Fatalf("live join position = %d, want 8", since)
+	}
+
 	alice := connect(t, tcpURL(b), "alice", nil)
 	msgs, events := newInbox[client.Message](), newInbox[client.Event]()
 	if err := alice.Join(ctx, "general", msgs.put, &client.JoinOptions{Resume: true, Since: 5, OnEvent: events.put}); err != nil {
@@ -295,6 +305,12 @@ func TestJoinFromPosition(t *testing.T) {
 	if _, e, _ := carol.Position("general"); e != epoch {
 		t.Fatalf("epoch after the reset = %q, want %q", e, epoch)
 	}
+	if err := pub.SendText(ctx, "general", "m9"); err != nil {
+		t.Fatal(err)
+	}
+	if m := live.next(t, "message 9"); m.ID != 9 {
+		t.Fatalf("live join got message %d first, want 9", m.ID)
+	}
 }
 
 // Room events reach the room's OnEvent when Events is set.
@@ -319,4 +335,45 @@ func TestRoomEvents(t *testing.T) {
 	events.until(t, "userLeft bob", func(ev client.Event) bool {
 		return ev.Name == client.EventUserLeft && ev.Fields["user"] == "bob"
 	})
+}
+
+// A live join while messages are flowing delivers every message after its position, in
+// order, none twice.
+func TestLiveJoinWhileFlowing(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	pub := connect(t, tcpURL(b), "pub", nil)
+	reader := connect(t, wsURL(b), "reader", nil)
+	ctx := testCtx(t)
+	const total = 300
+	errs := make(chan error, 1)
+	started := make(chan struct{})
+	go func() {
+		for i := 1; i <= total; i++ {
+			if i == 20 {
+				close(started)
+			}
+			if err := pub.SendText(ctx, "general", fmt.Sprintf("m%d", i)); err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}()
+	<-started
+	msgs := newInbox[client.Message]()
+	if err := reader.Join(ctx, "general", msgs.put, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	first := msgs.next(t, "a message")
+	for want := first.ID + 1; want <= total; want++ {
+		if m := msgs.next(t, fmt.Sprintf("message %d", want)); m.ID != want {
+			t.Fatalf("got message %d, want %d", m.ID, want)
+		}
+	}
+	if since, _, _ := reader.Position("general"); since != total {
+		t.Fatalf("position = %d, want %d", since, total)
+	}
 }

@@ -99,36 +99,39 @@ type JoinOptions struct {
 	OnEvent func(Event)
 }
 
-// roomState is the client's membership of a room. The dispatcher owns last and epoch; they
-// are read under Client.mu.
+// roomState is the client's membership of a room. Its fields are guarded by Client.mu; the
+// dispatcher moves last and epoch on.
 type roomState struct {
 	name      string
 	onMessage func(Message)
 	opts      JoinOptions
-	// last is the id of the last message delivered, floor the id the room is known to be
-	// complete up to (from roomHistoryInfo after a live join); a resubscription resumes after
-	// the larger one.
-	last, floor uint64
-	epoch       string
+	// last is the id of the last message delivered, or of the room's last message when it was
+	// joined; a resubscription resumes after it.
+	last  uint64
+	epoch string
 	// resume is false until the room has a position to resume from.
 	resume bool
+	// waiting is true while a live join waits for the room's position; the messages that
+	// arrive meanwhile are held.
+	waiting bool
+	held    []Message
 }
 
 // resumePosition returns the since and epoch to subscribe with, and false for a live join.
 // Lock Client.mu must be held.
 func (r *roomState) resumePosition() (uint64, string, bool) {
-	return max(r.last, r.floor), r.epoch, r.resume
+	return r.last, r.epoch, r.resume
 }
 
 // Join joins room: it subscribes to rooms/{room} and calls onMessage (on the client's
 // callback goroutine) for each message, in id order. After a reconnect the client resumes
 // after the last message delivered, so onMessage sees every message exactly once; see the
 // package documentation. opts may be nil. Joining a room already joined replaces its callback
-// and options.
+// and options and keeps its position.
 //
-// A live join (without opts.Resume) learns the room's position from roomHistoryInfo right
-// after the SUBSCRIBE; messages posted in between and lost with the connection before they
-// arrive cannot be recovered.
+// Without opts.Resume, the room starts after its last message at the time of the join, which
+// Join reads with roomHistoryInfo right after the SUBSCRIBE: messages up to that one are not
+// delivered, every later one is.
 func (c *Client) Join(ctx context.Context, room string, onMessage func(Message), opts *JoinOptions) error {
 	if onMessage == nil {
 		return errors.New("client: Join needs a message callback")
@@ -143,16 +146,22 @@ func (c *Client) Join(ctx context.Context, room string, onMessage func(Message),
 	if err := c.awaitReady(ctx); err != nil {
 		return fmt.Errorf("join room %q: %w", room, err)
 	}
+	rs := &roomState{name: room, onMessage: onMessage, opts: o, last: o.Since, epoch: o.Epoch, resume: o.Resume, waiting: !o.Resume}
 	c.subMu.Lock()
-	defer c.subMu.Unlock()
-	rs := &roomState{name: room, onMessage: onMessage, opts: o, last: o.Since, epoch: o.Epoch, resume: o.Resume}
 	c.mu.Lock()
-	if old, ok := c.rooms[room]; ok && !o.Resume {
-		rs.last, rs.floor, rs.epoch, rs.resume = old.last, old.floor, old.epoch, old.resume
+	if old, ok := c.rooms[room]; ok && !o.Resume && old.resume {
+		rs.last, rs.epoch, rs.resume, rs.waiting = old.last, old.epoch, true, false
 	}
 	c.rooms[room] = rs
 	c.mu.Unlock()
-	if err := c.subscribeRoom(ctx, c.manager(), rs); err != nil {
+	err := c.subscribeRoom(ctx, c.manager(), rs)
+	c.subMu.Unlock()
+	if err == nil && rs.waiting {
+		// Not under subMu: the RPC waits for the connection, which a reconnect sets up under
+		// subMu.
+		err = c.position(ctx, rs)
+	}
+	if err != nil {
 		c.mu.Lock()
 		if c.rooms[room] == rs {
 			delete(c.rooms, room)
@@ -160,24 +169,36 @@ func (c *Client) Join(ctx context.Context, room string, onMessage func(Message),
 		c.mu.Unlock()
 		return fmt.Errorf("join room %q: %w", room, err)
 	}
-	c.mu.Lock()
-	live := !rs.resume
-	c.mu.Unlock()
-	if live {
-		info, err := c.RoomHistoryInfo(ctx, room)
-		if err != nil {
-			c.log.Warn("room position unknown: a reconnect will resume from the first message seen", logKeyRoom, room, logKeyError, err)
-			return nil
-		}
+	return nil
+}
+
+// position reads the position of a live join and releases the messages held meanwhile.
+func (c *Client) position(ctx context.Context, rs *roomState) error {
+	info, err := c.RoomHistoryInfo(ctx, rs.name)
+	if err != nil {
 		c.mu.Lock()
-		if !rs.resume {
-			rs.floor, rs.resume = info.LastMessageID, true
-			if rs.epoch == "" {
-				rs.epoch = info.Epoch
-			}
+		mine := c.rooms[rs.name] == rs
+		if mine {
+			delete(c.rooms, rs.name)
 		}
 		c.mu.Unlock()
+		if mine { // not joined again meanwhile
+			uctx, cancel := context.WithTimeout(c.ctx, DefaultSetupTimeout)
+			defer cancel()
+			if uerr := c.unsubscribe(uctx, rs); uerr != nil {
+				c.log.Warn("leave room after a failed join", logKeyRoom, rs.name, logKeyError, uerr)
+			}
+		}
+		return err
 	}
+	c.mu.Lock()
+	rs.waiting, rs.resume = false, true
+	rs.last = max(rs.last, info.LastMessageID)
+	if rs.epoch == "" {
+		rs.epoch = info.Epoch
+	}
+	c.mu.Unlock()
+	c.queue.push(item{fn: func() { c.release(rs) }})
 	return nil
 }
 
@@ -246,18 +267,29 @@ func (c *Client) Leave(ctx context.Context, room string) error {
 	if err := c.awaitReady(ctx); err != nil {
 		return fmt.Errorf("leave room %q: %w", room, err)
 	}
-	c.subMu.Lock()
-	defer c.subMu.Unlock()
 	c.mu.Lock()
 	rs, ok := c.rooms[room]
 	delete(c.rooms, room)
 	c.mu.Unlock()
-	topics := []string{wire.RoomTopic(room)}
-	if ok && rs.opts.Events {
-		topics = append(topics, wire.RoomEventsTopic(room))
+	if !ok {
+		rs = &roomState{name: room}
+	}
+	if err := c.unsubscribe(ctx, rs); err != nil {
+		return fmt.Errorf("leave room %q: %w", room, err)
+	}
+	return nil
+}
+
+// unsubscribe unsubscribes from rs's room (and its events).
+func (c *Client) unsubscribe(ctx context.Context, rs *roomState) error {
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	topics := []string{wire.RoomTopic(rs.name)}
+	if rs.opts.Events {
+		topics = append(topics, wire.RoomEventsTopic(rs.name))
 	}
 	if _, err := c.manager().Unsubscribe(ctx, &paho.Unsubscribe{Topics: topics}); err != nil {
-		return fmt.Errorf("leave room %q: %w", room, connErr(err))
+		return connErr(err)
 	}
 	return nil
 }
@@ -289,7 +321,7 @@ func (c *Client) resetRoom(room, epoch string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if rs, ok := c.rooms[room]; ok && epoch != "" && rs.epoch != epoch {
-		rs.epoch, rs.last, rs.floor = epoch, 0, 0
+		rs.epoch, rs.last = epoch, 0
 	}
 }
 
@@ -307,26 +339,55 @@ func (c *Client) roomMessage(room string, p *paho.Publish) {
 		c.mu.Unlock()
 		return // left, or joined by the roomJoin RPC without Join
 	}
-	reset := false
-	if m.Epoch != "" && rs.epoch != "" && m.Epoch != rs.epoch {
-		// The history lost its continuity: ids start again.
-		reset = true
-		rs.last, rs.floor = 0, 0
-	}
-	if m.Epoch != "" {
-		rs.epoch = m.Epoch
-	}
-	if m.ID <= rs.last {
+	if rs.waiting {
+		rs.held = append(rs.held, m)
 		c.mu.Unlock()
-		return // a duplicate of a replay after a reconnect
+		return
 	}
-	rs.last, rs.resume = m.ID, true
-	onMessage := rs.onMessage
+	msgs := c.acceptLocked(rs, append(rs.held, m))
+	rs.held = nil
 	c.mu.Unlock()
-	if reset {
-		c.log.Info("room history epoch changed; ids start again", logKeyRoom, room, logKeyEpoch, m.Epoch)
+	for _, m := range msgs {
+		rs.onMessage(m)
 	}
-	onMessage(m)
+}
+
+// release delivers the messages held while a live join waited for its position. It runs on
+// the dispatcher.
+func (c *Client) release(rs *roomState) {
+	c.mu.Lock()
+	if rs.waiting || c.rooms[rs.name] != rs {
+		c.mu.Unlock()
+		return
+	}
+	msgs := c.acceptLocked(rs, rs.held)
+	rs.held = nil
+	c.mu.Unlock()
+	for _, m := range msgs {
+		rs.onMessage(m)
+	}
+}
+
+// acceptLocked moves rs's position over msgs, in order, and returns those to deliver: not
+// those at or before the position (duplicates of a replay after a reconnect). A message of
+// another history epoch starts the ids again. Lock mu must be held.
+func (c *Client) acceptLocked(rs *roomState, msgs []Message) []Message {
+	out := msgs[:0]
+	for _, m := range msgs {
+		if m.Epoch != "" && rs.epoch != "" && m.Epoch != rs.epoch {
+			c.log.Info("room history epoch changed; ids start again", logKeyRoom, rs.name, logKeyEpoch, m.Epoch)
+			rs.last = 0
+		}
+		if m.Epoch != "" {
+			rs.epoch = m.Epoch
+		}
+		if m.ID <= rs.last {
+			continue
+		}
+		rs.last, rs.resume = m.ID, true
+		out = append(out, m)
+	}
+	return out
 }
 
 // roomEvent hands ev to the OnEvent of room, if joined.
