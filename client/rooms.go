@@ -95,7 +95,10 @@ type JoinOptions struct {
 	// modeChanged, roomDeleted), delivered to OnEvent.
 	Events bool
 	// OnEvent receives the room's events (with Events) and the client's notifications about
-	// the room: historyGap and historyReset after a resume, roomAccessRemoved. May be nil.
+	// the room: historyGap and historyReset after a resume, and roomAccessRemoved, after which
+	// the client has left the room. The client also reports roomAccessRemoved itself when the
+	// broker refuses the room on a reconnect (it was deleted, or closed to the user). May be
+	// nil.
 	OnEvent func(Event)
 }
 
