@@ -377,3 +377,34 @@ func TestLiveJoinWhileFlowing(t *testing.T) {
 		t.Fatalf("position = %d, want %d", since, total)
 	}
 }
+
+// A user who loses access to a room is told through OnEvent and leaves it.
+func TestRoomAccessRemoved(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	alice := connect(t, tcpURL(b), "alice", nil)
+	userEvents := newInbox[client.Event]()
+	bob := connect(t, tcpURL(b), "bob", func(c *client.Config) { c.OnEvent = userEvents.put })
+	ctx := testCtx(t)
+	if err := alice.RoomCreate(ctx, "den", nil); err != nil {
+		t.Fatal(err)
+	}
+	events := newInbox[client.Event]()
+	if err := bob.Join(ctx, "den", func(client.Message) {}, &client.JoinOptions{OnEvent: events.put}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.RoomAddToList(ctx, "den", client.ListBlacklist, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := events.next(t, "roomAccessRemoved"); ev.Name != client.EventRoomAccessRemoved || ev.Room != "den" {
+		t.Fatalf("event = %+v", ev)
+	}
+	userEvents.until(t, "roomAccessRemoved on the user's events", func(ev client.Event) bool {
+		return ev.Name == client.EventRoomAccessRemoved && ev.Room == "den"
+	})
+	if _, _, ok := bob.Position("den"); ok {
+		t.Fatal("bob is still joined to den")
+	}
+	if err := bob.Join(ctx, "den", func(client.Message) {}, nil); !errors.Is(err, client.ErrNotAllowed) {
+		t.Fatalf("join after the blacklisting: %v", err)
+	}
+}
