@@ -107,6 +107,13 @@ try {
   await alice.waitForSelector('#members li[data-user="bob"]', { timeout: T });
   await bob.waitForSelector('#members li[data-user="alice"]', { timeout: T });
 
+  step('joining a room that does not exist shows the SUBACK refusal');
+  await bob.fill('#room-name', 'nowhere');
+  await bob.press('#room-name', 'Enter');
+  await waitText(bob, '#errors p', 'join nowhere');
+  await bob.waitForSelector('#rooms li[data-room="nowhere"]', { state: 'detached', timeout: T });
+  await bob.click('#rooms li[data-room="lab"] span');
+
   step('room messages both ways');
   await say(alice, 'hello bob');
   await waitText(bob, '#messages ol[data-room="lab"] li.msg', 'hello bob');
