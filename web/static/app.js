@@ -360,10 +360,7 @@
     const msg = parseJSON(payload);
     const id = Number(userProperty(packet, 'id') ?? (msg && msg.id));
     const epoch = userProperty(packet, 'epoch');
-    if (epoch && r.epoch && epoch !== r.epoch) {
-      r.lastId = 0; // a new history: its ids start again
-      notice(r.log, 'The room history was reset.');
-    }
+    if (epoch && r.epoch && epoch !== r.epoch) resetHistory(r, epoch);
     if (epoch) r.epoch = epoch;
     if (!(id > r.lastId)) return; // seen already
     r.lastId = id;
@@ -383,6 +380,15 @@
     li.dataset.id = String(id);
     r.log.append(li);
     if (state.current === name) scrollDown($('messages'));
+  }
+
+  // resetHistory starts a room over at a new history epoch, whose ids start again. Both the
+  // historyReset event and a message with another epoch call it, whichever comes first.
+  function resetHistory(r, epoch) {
+    if (r.epoch === epoch) return;
+    r.epoch = epoch;
+    r.lastId = 0;
+    notice(r.log, 'The room history was reset.');
   }
 
   function onRoomEvent(name, ev) {
@@ -427,7 +433,7 @@
         if (r) notice(r.log, `Messages ${ev.from}–${ev.to} are no longer in the history.`);
         break;
       case 'historyReset':
-        if (r) r.epoch = ''; // the next message carries the new epoch
+        if (r && ev.epoch) resetHistory(r, ev.epoch);
         break;
       case 'directMessageEcho': // sent from another connection of ours
         if (ev.message) addDirect(`${state.user} → ${ev.to}`, ev.message.timestamp, ev.message.textMessage, 'out');
