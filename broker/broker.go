@@ -24,6 +24,7 @@ import (
 	"github.com/roomq/roomq/mqttws"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
+	"github.com/roomq/roomq/web"
 )
 
 // Broker is one broker instance.
@@ -433,6 +434,7 @@ func (b *Broker) routes() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	mux.Handle("/", web.Handler()) // GET and HEAD only; "GET /" would conflict with "/mqtt"
 	return mux
 }
 
