@@ -341,3 +341,35 @@ func TestRetainedAcrossInstances(t *testing.T) {
 		})
 	}
 }
+
+// A persistent session that is offline gets, when it comes back, what was published for it
+// meanwhile (QoS 1), whether on its own instance or on another.
+func TestOfflineSessionQueue(t *testing.T) {
+	st := store.NewMemory()
+	a := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = st })
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = st })
+	persistent := func(cp *paho.Connect) {
+		cp.CleanStart = false
+		expiry := uint32(300)
+		cp.Properties.SessionExpiryInterval = &expiry
+	}
+	for _, from := range []*broker.Broker{b, a} {
+		dev := mqtttest.Dial(t, "dev", mqtttest.Options{URL: tcpURL(b), ClientID: "dev-7", Connect: persistent})
+		dev.Subscribe(nil, paho.SubscribeOptions{Topic: "cmd/dev-7", QoS: 1})
+		pub := mqtttest.Dial(t, "ops", mqtttest.Options{URL: tcpURL(from)})
+		waitRoute(t, pub, dev, "cmd/dev-7", "cmd/dev-7")
+		dev.Close()
+		mqtttest.WaitFor(t, mqtttest.Timeout, "the session to be offline", func() bool {
+			_, online := b.Subscriptions("dev-7")
+			return !online
+		})
+		pub.Publish("cmd/dev-7", 1, []byte("reboot"), nil)
+		pub.MustRPC("listOwnSockets", map[string]any{}, nil) // the forward is on its way
+
+		back := mqtttest.Dial(t, "dev", mqtttest.Options{URL: tcpURL(b), ClientID: "dev-7", Connect: persistent})
+		if p := back.Expect("cmd/dev-7"); string(p.Payload) != "reboot" {
+			t.Errorf("got %q, want the message published while offline", p.Payload)
+		}
+		back.Close()
+	}
+}

@@ -52,8 +52,12 @@ type Auth struct {
 	timeout time.Duration
 	log     *slog.Logger
 
-	mu  sync.RWMutex
-	ids map[*mqtt.Client]acl.Identity
+	mu sync.RWMutex
+	// ids holds the identity of every client, connected or the offline holder of a session
+	// that persists (Mochi checks its ACL when it queues messages for it); byID the newest
+	// client of each client id.
+	ids  map[*mqtt.Client]acl.Identity
+	byID map[string]*mqtt.Client
 	// overLimit holds, per client, the filters of the SUBSCRIBE being processed that are over
 	// the subscription limit, so that OnACLCheck refuses them and OnPacketEncode reports 0x97.
 	overLimit map[*mqtt.Client]map[string]bool
@@ -85,6 +89,7 @@ func NewAuth(opts AuthOptions) (*Auth, error) {
 		timeout: opts.Timeout,
 		log:     opts.Logger,
 		ids:     make(map[*mqtt.Client]acl.Identity),
+		byID:    make(map[string]*mqtt.Client),
 
 		overLimit: make(map[*mqtt.Client]map[string]bool),
 	}, nil
@@ -97,7 +102,7 @@ func (a *Auth) ID() string { return "roomq-auth" }
 func (a *Auth) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnDisconnect, mqtt.OnPacketEncode,
-		mqtt.OnSubscribe, mqtt.OnSubscribed,
+		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnClientExpired,
 	}, []byte{b})
 }
 
@@ -140,6 +145,10 @@ func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 	}
 	a.mu.Lock()
+	if old := a.byID[cl.ID]; old != nil && old != cl && old.Closed() {
+		delete(a.ids, old) // an offline session, resumed or replaced now
+	}
+	a.byID[cl.ID] = cl
 	a.ids[cl] = id
 	a.mu.Unlock()
 	return nil
@@ -293,12 +302,31 @@ func (a *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return false
 }
 
-// OnDisconnect forgets the client.
-func (a *Auth) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+// OnDisconnect forgets the client, unless its session persists: messages are queued for it
+// then, as its ACL allows, until it comes back or expires.
+func (a *Auth) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	a.mu.Lock()
-	delete(a.ids, cl)
+	defer a.mu.Unlock()
 	delete(a.overLimit, cl)
-	a.mu.Unlock()
+	if !expire && a.byID[cl.ID] == cl {
+		return
+	}
+	a.forgetLocked(cl)
+}
+
+// OnClientExpired forgets the client of a session that expired.
+func (a *Auth) OnClientExpired(cl *mqtt.Client) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.forgetLocked(cl)
+}
+
+// forgetLocked forgets cl. Lock a.mu must be held.
+func (a *Auth) forgetLocked(cl *mqtt.Client) {
+	delete(a.ids, cl)
+	if a.byID[cl.ID] == cl {
+		delete(a.byID, cl.ID)
+	}
 }
 
 // OnPacketEncode adds Response Information to the CONNACK of clients that asked for it: the

@@ -21,6 +21,9 @@ import (
 // and are delivered by the router in id order; direct messages and RPC requests run their
 // command; broker-only and other users' topics are refused; plain topics are left to Mochi.
 func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl == r.remote {
+		return pk, nil // forwarded by another instance, which stored it
+	}
 	if cl.Net.Inline { // a will on a plain topic
 		version, err := r.storeRetained(&pk)
 		if err != nil {

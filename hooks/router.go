@@ -27,6 +27,7 @@ const (
 	DefaultMaxInflight     = 1024
 	DefaultCommandTimeout  = 10 * time.Second
 	brokerInlineClientID   = "$roomq-broker"
+	remoteInlineClientID   = "$roomq-remote"
 	inlineListenerID       = "local"
 	userPropertyID         = "id"
 	userPropertyAuthor     = "author"
@@ -102,6 +103,10 @@ type Router struct {
 	opts     RouterOptions
 	log      *slog.Logger
 	inline   *mqtt.Client
+	// remote publishes, through Mochi, the plain messages that other instances forward, so
+	// that they reach subscribers as local ones do (offline sessions and shared
+	// subscriptions included).
+	remote *mqtt.Client
 
 	mu    sync.Mutex
 	conns map[*mqtt.Client]*conn
@@ -179,6 +184,8 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	}
 	inline := opts.Server.NewClient(nil, inlineListenerID, brokerInlineClientID, true)
 	inline.Properties.ProtocolVersion = 5
+	remote := opts.Server.NewClient(nil, inlineListenerID, remoteInlineClientID, true)
+	remote.Properties.ProtocolVersion = 5
 	return &Router{
 		srv:      opts.Server,
 		auth:     opts.Auth,
@@ -190,6 +197,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		opts:     opts,
 		log:      opts.Logger,
 		inline:   inline,
+		remote:   remote,
 		conns:    make(map[*mqtt.Client]*conn),
 		byID:     make(map[string]*conn),
 		offline:  make(map[string]map[string]*rooms.Resume),

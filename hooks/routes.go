@@ -266,8 +266,16 @@ func (r *Router) forward(pk packets.Packet, version uint64) {
 // deliverForwarded delivers a message forwarded by another instance to the subscribers here,
 // and retains it unless a newer retained message of its topic is here.
 func (r *Router) deliverForwarded(e envelope) {
-	retain := e.Retain && r.newerRetained(e.Topic, e.Version)
-	r.publish(message{topic: e.Topic, payload: e.Payload, qos: e.QoS, retain: retain, props: e.Props.packet()}, "")
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: e.QoS, Retain: e.Retain && r.newerRetained(e.Topic, e.Version)},
+		TopicName:   e.Topic,
+		Payload:     e.Payload,
+		Properties:  e.Props.packet(),
+		PacketID:    uint16(e.QoS), // non-zero for QoS > 0 (MOCHI-NOTES 8)
+	}
+	if err := r.srv.InjectPacket(r.remote, pk); err != nil {
+		r.log.Error("deliver a message of another instance", logKeyTopic, e.Topic, logKeyError, err)
+	}
 }
 
 // remoteRoute records a route of another instance.
