@@ -373,3 +373,23 @@ func TestOfflineSessionQueue(t *testing.T) {
 		back.Close()
 	}
 }
+
+// listOwnSockets lists a user's connections on every instance, each with its rooms.
+func TestListOwnSocketsAcrossInstances(t *testing.T) {
+	for _, tc := range sharedStores {
+		t.Run(tc.name, func(t *testing.T) {
+			stores := tc.stores(t, 2)
+			a := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = stores[0] })
+			b := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = stores[1] })
+			onA := mqtttest.Dial(t, "una", mqtttest.Options{URL: tcpURL(a), ClientID: "una-phone"})
+			onA.MustSubscribe("rooms/general")
+			mqtttest.Dial(t, "una", mqtttest.Options{URL: wsURL(b), ClientID: "una-laptop"}).MustSubscribe("users/una/events")
+			var got map[string][]string
+			onA.MustRPC("listOwnSockets", map[string]any{}, &got)
+			want := map[string][]string{"una-phone": {"general"}, "una-laptop": {}}
+			if len(got) != 2 || len(got["una-phone"]) != 1 || got["una-phone"][0] != "general" || got["una-laptop"] == nil || len(got["una-laptop"]) != 0 {
+				t.Errorf("listOwnSockets = %v, want %v", got, want)
+			}
+		})
+	}
+}
