@@ -160,6 +160,8 @@ func New(opts Options) (*Broker, error) {
 		Broadcast:    st,
 		Routes:       st,
 		Retained:     st,
+		Replies:      st,
+		ReplyTimeout: opts.ReplyTimeout,
 		Instance:     opts.InstanceID,
 		MaxQueued:    opts.MaxQueued,
 		PublishRate:  opts.PublishRate,

@@ -44,6 +44,9 @@ type Options struct {
 	// the same id cleans up what its earlier run left in the store at once; one with a new id
 	// leaves that to the failure timeout.
 	InstanceID string
+	// ReplyTimeout is how long a client that received a device-to-device request may publish
+	// its answer to the request's response topic under users/{user}/replies/ (default 60 s).
+	ReplyTimeout time.Duration
 	// FailureTimeout is how long after an instance dies the others have published its
 	// clients' wills and presence and ended their room memberships (default 15 s).
 	FailureTimeout time.Duration

@@ -61,9 +61,21 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		return pk, packets.CodeSuccessIgnore
 	case wire.TopicRPC:
 		return r.rpc(c, pk, t.Name, nil)
+	case wire.TopicUserReplies:
+		if err := r.reply(c, &pk); err != nil {
+			if errors.Is(err, errForgedReply) {
+				return r.refuse(cl, pk, packets.ErrNotAuthorized, err)
+			}
+			return r.refuse(cl, pk, packets.ErrServerUnavailable, err)
+		}
+		r.forward(pk, 0)
+		return pk, nil
 	}
 	if r.policy.PublishDecision(c.session.Identity, cl.ID, pk.TopicName, t) != acl.Allow {
 		return r.refuse(cl, pk, packets.ErrNotAuthorized, errors.New("topic not allowed"))
+	}
+	if err := r.request(c, &pk); err != nil {
+		return r.refuse(cl, pk, packets.ErrNotAuthorized, err)
 	}
 	version, err := r.storeRetained(&pk)
 	if err != nil {

@@ -68,6 +68,12 @@ type RouterOptions struct {
 	// Routes carries what clients publish to plain topics to the other instances with
 	// subscribers; nil for a single instance. It needs Broadcast.
 	Routes store.Routes
+	// Replies keeps the rights to answer device-to-device requests; nil refuses every
+	// answer under users/{user}/replies/.
+	Replies store.Replies
+	// ReplyTimeout is how long a client that received a request may answer it
+	// (DefaultReplyTimeout when 0).
+	ReplyTimeout time.Duration
 	// Retained keeps the retained messages of plain topics for all instances; nil for a
 	// single instance.
 	Retained store.Retained
@@ -173,6 +179,9 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	if opts.Routes != nil && opts.Broadcast == nil {
 		return nil, errors.New("hooks: RouterOptions.Routes needs Broadcast")
 	}
+	if opts.ReplyTimeout <= 0 {
+		opts.ReplyTimeout = DefaultReplyTimeout
+	}
 	if opts.RouteRefresh <= 0 {
 		opts.RouteRefresh = DefaultRouteRefresh
 	}
@@ -218,6 +227,7 @@ func (r *Router) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnStopped, mqtt.OnClientExpired,
+		mqtt.OnPacketEncode,
 	}, []byte{b})
 }
 
