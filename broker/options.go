@@ -7,6 +7,7 @@ import (
 
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/devices"
+	"github.com/roomq/roomq/hooks"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
 )
@@ -120,5 +121,6 @@ func DefaultOptions() Options {
 		NotifyUserlist:    true,
 		NotifyAccessLists: true,
 		FailureTimeout:    DefaultFailureTimeout,
+		ReplyTimeout:      hooks.DefaultReplyTimeout,
 	}
 }

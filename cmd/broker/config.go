@@ -90,15 +90,16 @@ type historyConfig struct {
 }
 
 type limitsConfig struct {
-	MaxPacketSize                 int     `koanf:"max_packet_size"`
-	MaxQueued                     int     `koanf:"max_queued"`
-	ListLimit                     int     `koanf:"list_limit"`
-	MaxRoomsPerUser               int     `koanf:"max_rooms_per_user"`
-	MaxRoomMessageSize            int     `koanf:"max_room_message_size"`
-	PublishRate                   float64 `koanf:"publish_rate"`
-	PublishBurst                  int     `koanf:"publish_burst"`
-	MaxConnectionsPerUser         int     `koanf:"max_connections_per_user"`
-	MaxSubscriptionsPerConnection int     `koanf:"max_subscriptions_per_connection"`
+	MaxPacketSize                 int           `koanf:"max_packet_size"`
+	MaxQueued                     int           `koanf:"max_queued"`
+	ListLimit                     int           `koanf:"list_limit"`
+	MaxRoomsPerUser               int           `koanf:"max_rooms_per_user"`
+	MaxRoomMessageSize            int           `koanf:"max_room_message_size"`
+	PublishRate                   float64       `koanf:"publish_rate"`
+	PublishBurst                  int           `koanf:"publish_burst"`
+	MaxConnectionsPerUser         int           `koanf:"max_connections_per_user"`
+	MaxSubscriptionsPerConnection int           `koanf:"max_subscriptions_per_connection"`
+	ReplyTimeout                  time.Duration `koanf:"reply_timeout"`
 }
 
 type authConfig struct {
@@ -199,6 +200,7 @@ func defaultConfig() config {
 			MaxPacketSize: broker.DefaultMaxPacketSize,
 			MaxQueued:     hooks.DefaultMaxQueued,
 			ListLimit:     commands.DefaultListLimit,
+			ReplyTimeout:  hooks.DefaultReplyTimeout,
 		},
 		Auth: authConfig{
 			Mode:   authModeNone,

@@ -102,6 +102,9 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	if c.ShutdownGrace <= 0 {
 		ps.addf("shutdown_grace", "must be positive, got %s", c.ShutdownGrace)
 	}
+	if c.Limits.ReplyTimeout <= 0 {
+		ps.addf("limits.reply_timeout", "must be positive, got %s", c.Limits.ReplyTimeout)
+	}
 	if c.FailureTimeout <= 0 {
 		ps.addf("failure_timeout", "must be positive, got %s", c.FailureTimeout)
 	}
@@ -137,6 +140,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	opts.PublishBurst = c.Limits.PublishBurst
 	opts.MaxConnectionsPerUser = c.Limits.MaxConnectionsPerUser
 	opts.MaxSubscriptionsPerConnection = c.Limits.MaxSubscriptionsPerConnection
+	opts.ReplyTimeout = c.Limits.ReplyTimeout
 	opts.ShutdownGrace = c.ShutdownGrace
 	opts.Logger = logger
 	return opts, nil
