@@ -109,7 +109,8 @@ type Options struct {
 	// Logger receives the broker's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Metrics receives the broker's Prometheus metrics, served on GET /metrics; nil means new
-	// ones (metrics.New). The broker sets their instance and commands, and times its store.
+	// ones (metrics.New). The broker sets their instance and commands, and times its store;
+	// give each broker its own.
 	Metrics *metrics.Metrics
 }
 
