@@ -167,6 +167,7 @@ func New(opts Options) (*Broker, error) {
 		Access:       st,
 		Broadcast:    st,
 		Routes:       st,
+		Retained:     st,
 		Instance:     opts.InstanceID,
 		MaxQueued:    opts.MaxQueued,
 		PublishRate:  opts.PublishRate,
@@ -250,15 +251,18 @@ func (b *Broker) Start(ctx context.Context) error {
 	if err := b.devices.Start(ctx); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
-	if err := b.mqtt.Serve(); err != nil {
-		return fmt.Errorf("broker: serve MQTT: %w", err)
-	}
 	// presence/+ is complete here too: the presence of users connected to other instances.
 	// (StartSharing subscribed to the other instances' messages; newer ones win over these.)
 	if ps, err := b.devices.Presences(ctx); err != nil {
 		b.log.Warn("read the presence of users connected elsewhere", "error", err)
 	} else {
 		b.router.RetainPresences(ps)
+	}
+	if err := b.router.LoadRetained(ctx); err != nil {
+		b.log.Warn("retained messages of the other instances", "error", err)
+	}
+	if err := b.mqtt.Serve(); err != nil {
+		return fmt.Errorf("broker: serve MQTT: %w", err)
 	}
 	if b.ws != nil {
 		select { // Mochi starts its listeners in goroutines: /mqtt answers 503 until then

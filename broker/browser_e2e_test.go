@@ -51,8 +51,8 @@ func TestDemoPageServed(t *testing.T) {
 // (web/browsertest/chat.test.mjs): two users exchange room and direct messages, see each
 // other's presence, resume after a lost connection and get their history back after a reload.
 // It skips when Chromium, node or web/browsertest/node_modules is missing, unless
-// ROOMQ_BROWSER_TEST is set (scripts/test sets it after installing them), then it fails.
-// Screenshots go to $ROOMQ_BROWSER_ARTIFACTS (default web/browsertest/artifacts).
+// ROOMQ_TEST_BROWSER is set (scripts/test sets it after installing them), then it fails.
+// Screenshots go to $ROOMQ_TEST_BROWSER_ARTIFACTS (default web/browsertest/artifacts).
 func TestBrowserChat(t *testing.T) {
 	dir, err := filepath.Abs(filepath.Join("..", "web", "browsertest"))
 	if err != nil {
@@ -73,12 +73,12 @@ func TestBrowserChat(t *testing.T) {
 		missing = append(missing, "web/browsertest/node_modules (npm ci --prefix web/browsertest)")
 	}
 	if len(missing) > 0 {
-		if os.Getenv("ROOMQ_BROWSER_TEST") == "" {
+		if os.Getenv("ROOMQ_TEST_BROWSER") == "" {
 			t.Skipf("browser test needs %s; scripts/test installs them", strings.Join(missing, ", "))
 		}
-		t.Fatalf("ROOMQ_BROWSER_TEST is set but %s missing", strings.Join(missing, ", "))
+		t.Fatalf("ROOMQ_TEST_BROWSER is set but %s missing", strings.Join(missing, ", "))
 	}
-	artifacts := os.Getenv("ROOMQ_BROWSER_ARTIFACTS")
+	artifacts := os.Getenv("ROOMQ_TEST_BROWSER_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = filepath.Join(dir, "artifacts")
 	}

@@ -22,8 +22,12 @@ import (
 // and are delivered by the router in id order; direct messages and RPC requests run their
 // command; broker-only and other users' topics are refused; plain topics are left to Mochi.
 func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if cl.Net.Inline {
-		r.forward(pk) // a will on a plain topic
+	if cl.Net.Inline { // a will on a plain topic
+		version, err := r.storeRetained(&pk)
+		if err != nil {
+			r.log.Error("store retained will", logKeyTopic, pk.TopicName, logKeyError, err)
+		}
+		r.forward(pk, version)
 		return pk, nil
 	}
 	c, ok := r.conn(cl)
@@ -60,7 +64,11 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if r.policy.PublishDecision(c.session.Identity, cl.ID, pk.TopicName, t) != acl.Allow {
 		return r.refuse(cl, pk, packets.ErrNotAuthorized, errors.New("topic not allowed"))
 	}
-	r.forward(pk)
+	version, err := r.storeRetained(&pk)
+	if err != nil {
+		return r.refuse(cl, pk, packets.ErrServerUnavailable, err)
+	}
+	r.forward(pk, version)
 	return pk, nil
 }
 

@@ -68,6 +68,9 @@ type RouterOptions struct {
 	// Routes carries what clients publish to plain topics to the other instances with
 	// subscribers; nil for a single instance. It needs Broadcast.
 	Routes store.Routes
+	// Retained keeps the retained messages of plain topics for all instances; nil for a
+	// single instance.
+	Retained store.Retained
 	// RouteRefresh is how often unused routes are dropped and the other instances' read
 	// again (DefaultRouteRefresh when 0).
 	RouteRefresh time.Duration
@@ -118,6 +121,11 @@ type Router struct {
 
 	routing     *routing
 	stopRouting chan struct{} // closed by stopSharing: keepRoutes ends
+
+	retainedMu sync.Mutex
+	// retained holds the version of the retained message of each topic retained here from
+	// the store.
+	retained map[string]uint64
 
 	presenceMu sync.Mutex
 	// presence holds the version of the presence/{user} message retained here, per user.
@@ -189,6 +197,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		byID:     make(map[string]*conn),
 		offline:  make(map[string]map[string]*rooms.Resume),
 		presence: make(map[string]uint64),
+		retained: make(map[string]uint64),
 		routing:  newRouting(),
 		outgoing: make(chan envelope, broadcastQueue),
 

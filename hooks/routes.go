@@ -2,6 +2,8 @@ package hooks
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -33,6 +35,13 @@ import (
 // Delivery across instances is at most once: a message in flight while the store is
 // unreachable is lost. Shared subscriptions ($share/group/filter) share among the members on
 // one instance: each instance with members of a group delivers to one of them.
+
+// storedRetained is a retained message as the store keeps it.
+type storedRetained struct {
+	Payload []byte `json:"p"`
+	QoS     byte   `json:"q,omitempty"`
+	Props   *props `json:"o,omitempty"`
+}
 
 // DefaultRouteRefresh is how often an instance drops its unused routes and reads the others'.
 const DefaultRouteRefresh = 5 * time.Second
@@ -168,14 +177,79 @@ func (r *Router) addRoutes(pk packets.Packet, reasonCodes []byte) {
 	}
 }
 
+// storeRetained records a retained message published here in the store and returns its
+// version. When a newer retained message of the topic came from another instance meanwhile,
+// it clears pk's retain flag, so that Mochi delivers it without retaining it: every instance
+// keeps the newest.
+func (r *Router) storeRetained(pk *packets.Packet) (uint64, error) {
+	if r.opts.Retained == nil || !pk.FixedHeader.Retain {
+		return 0, nil
+	}
+	var message []byte
+	if len(pk.Payload) > 0 { // an empty one removes the retained message [MQTT-3.3.1-10]
+		message, _ = json.Marshal(storedRetained{Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Props: propsOf(pk.Properties)})
+	}
+	ctx, cancel := r.ctx()
+	defer cancel()
+	version, err := r.opts.Retained.SetRetained(ctx, pk.TopicName, message)
+	if err != nil {
+		return 0, err
+	}
+	if !r.newerRetained(pk.TopicName, version) {
+		pk.FixedHeader.Retain = false
+	}
+	return version, nil
+}
+
+// newerRetained records version as the version of topic's retained message here, and reports
+// whether it is newer than the one retained here.
+func (r *Router) newerRetained(topic string, version uint64) bool {
+	r.retainedMu.Lock()
+	defer r.retainedMu.Unlock()
+	if cur, ok := r.retained[topic]; ok && cur >= version {
+		return false
+	}
+	r.retained[topic] = version
+	return true
+}
+
+// LoadRetained retains here the retained messages that the store keeps, for an instance that
+// starts. Newer ones that arrived meanwhile stay.
+func (r *Router) LoadRetained(ctx context.Context) error {
+	if r.opts.Retained == nil {
+		return nil
+	}
+	all, err := r.opts.Retained.RetainedMessages(ctx)
+	if err != nil {
+		return fmt.Errorf("read retained messages: %w", err)
+	}
+	for _, rm := range all {
+		var m storedRetained
+		if json.Unmarshal(rm.Message, &m) != nil || !r.newerRetained(rm.Topic, rm.Version) {
+			continue
+		}
+		pk := packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.QoS, Retain: true},
+			TopicName:   rm.Topic,
+			Payload:     m.Payload,
+			Properties:  m.Props.packet(),
+			Origin:      brokerInlineClientID,
+			Created:     time.Now().Unix(),
+		}
+		r.srv.Topics.RetainMessage(pk)
+	}
+	return nil
+}
+
 // forward sends a message published here to the other instances with a matching route;
-// a retained one goes to every instance.
-func (r *Router) forward(pk packets.Packet) {
+// a retained one (version from storeRetained) goes to every instance.
+func (r *Router) forward(pk packets.Packet, version uint64) {
 	if r.opts.Routes == nil {
 		return
 	}
-	e := envelope{Kind: kindPublish, Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Props: propsOf(pk.Properties)}
-	if e.Retain {
+	e := envelope{Kind: kindPublish, Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Props: propsOf(pk.Properties)}
+	if version > 0 {
+		e.Retain, e.Version = true, version
 		r.broadcast(e)
 		return
 	}
@@ -189,9 +263,11 @@ func (r *Router) forward(pk packets.Packet) {
 	}
 }
 
-// deliverForwarded delivers a message forwarded by another instance to the subscribers here.
+// deliverForwarded delivers a message forwarded by another instance to the subscribers here,
+// and retains it unless a newer retained message of its topic is here.
 func (r *Router) deliverForwarded(e envelope) {
-	r.publish(message{topic: e.Topic, payload: e.Payload, qos: e.QoS, retain: e.Retain, props: e.Props.packet()}, "")
+	retain := e.Retain && r.newerRetained(e.Topic, e.Version)
+	r.publish(message{topic: e.Topic, payload: e.Payload, qos: e.QoS, retain: retain, props: e.Props.packet()}, "")
 }
 
 // remoteRoute records a route of another instance.

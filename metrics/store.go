@@ -214,6 +214,22 @@ func (s *instrumented) Presences(ctx context.Context) ([]store.Presence, error) 
 	return ps, err
 }
 
+// SetRetained implements store.Retained.
+func (s *instrumented) SetRetained(ctx context.Context, topic string, message []byte) (uint64, error) {
+	start := time.Now()
+	version, err := s.st.SetRetained(ctx, topic, message)
+	s.done("SetRetained", start, err)
+	return version, err
+}
+
+// RetainedMessages implements store.Retained.
+func (s *instrumented) RetainedMessages(ctx context.Context) ([]store.RetainedMessage, error) {
+	start := time.Now()
+	msgs, err := s.st.RetainedMessages(ctx)
+	s.done("RetainedMessages", start, err)
+	return msgs, err
+}
+
 // AddRoute implements store.Routes.
 func (s *instrumented) AddRoute(ctx context.Context, instance, filter string) error {
 	start := time.Now()

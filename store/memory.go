@@ -45,6 +45,7 @@ type Memory struct {
 	instances memoryInstances
 	presence  memoryPresence
 	routes    memoryRoutes
+	retained  memoryRetained
 	feed      memoryFeed
 	direct    struct {
 		mu sync.Mutex

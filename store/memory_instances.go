@@ -113,3 +113,40 @@ func (m *Memory) Presences(_ context.Context) ([]Presence, error) {
 	}
 	return out, nil
 }
+
+// memoryRetained is the Retained part of Memory.
+type memoryRetained struct {
+	mu      sync.Mutex
+	version uint64
+	byTopic map[string]RetainedMessage
+}
+
+// SetRetained stores or removes the retained message of topic.
+func (m *Memory) SetRetained(_ context.Context, topic string, message []byte) (uint64, error) {
+	mr := &m.retained
+	mr.mu.Lock()
+	defer mr.mu.Unlock()
+	if mr.byTopic == nil {
+		mr.byTopic = make(map[string]RetainedMessage)
+	}
+	mr.version++
+	if message == nil {
+		delete(mr.byTopic, topic)
+	} else {
+		mr.byTopic[topic] = RetainedMessage{Topic: topic, Version: mr.version, Message: bytes.Clone(message)}
+	}
+	return mr.version, nil
+}
+
+// RetainedMessages returns every retained message.
+func (m *Memory) RetainedMessages(_ context.Context) ([]RetainedMessage, error) {
+	mr := &m.retained
+	mr.mu.Lock()
+	defer mr.mu.Unlock()
+	out := make([]RetainedMessage, 0, len(mr.byTopic))
+	for _, rm := range mr.byTopic {
+		rm.Message = bytes.Clone(rm.Message)
+		out = append(out, rm)
+	}
+	return out, nil
+}

@@ -57,6 +57,8 @@ type RedisOptions struct {
 //	{P:instances}:alive         sorted set: instance -> end of its heartbeat's ttl (ms)
 //	{P:instances}:claimed       sorted set: dead instance -> end of its cleaner's lease (ms)
 //	{P:presence}:users          hash: user -> "VERSION PAYLOAD", the latest presence message
+//	{P:retained}:topics         hash: topic -> "VERSION MESSAGE", the retained messages
+//	{P:retained}:version        string: version of the last change of a retained message
 //	P:rooms                     set: the names of all rooms
 //
 // # Atomicity
@@ -322,7 +324,7 @@ var allScripts = []*redis.Script{
 	createRoomScript, deleteRoomScript,
 	appendScript, rangeScript, recentScript, historyInfoScript,
 	connSwapScript, connPutScript, connDropScript, connRemoveScript,
-	heartbeatScript, claimScript, releaseScript, setPresenceScript,
+	heartbeatScript, claimScript, releaseScript, setPresenceScript, setRetainedScript,
 	joinScript, leaveScript, roomUsersScript, userSeenScript,
 	listAddScript, listRemoveScript, listUsersScript, setModeScript, accessScript,
 }

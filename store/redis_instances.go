@@ -70,6 +70,25 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
 return {1}
 `)
 
+// setRetainedScript stores or removes a retained message. KEYS: the retained hash, the version
+// key. ARGV: topic, "1" to remove or "0" to store, message. Returns {version}.
+var setRetainedScript = redis.NewScript(`
+local t = redis.call('TIME')
+local version = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local prev = tonumber(redis.call('GET', KEYS[2]) or '')
+if prev and prev >= version then
+	version = prev + 1
+end
+version = string.format('%.0f', version)
+redis.call('SET', KEYS[2], version)
+if ARGV[2] == '1' then
+	redis.call('HDEL', KEYS[1], ARGV[1])
+else
+	redis.call('HSET', KEYS[1], ARGV[1], version .. ' ' .. ARGV[3])
+end
+return {version}
+`)
+
 // instancesKeys returns the keys of the heartbeats and claims.
 func (r *Redis) instancesKeys() []string {
 	tag := "{" + r.prefix + ":instances}:"
@@ -196,29 +215,67 @@ func (r *Redis) SetPresence(ctx context.Context, p Presence) error {
 	return err
 }
 
-// presenceScanCount is how many presences Presences asks for in one HSCAN.
-const presenceScanCount = 1000
+// scanCount is how many fields one HSCAN asks for.
+const scanCount = 1000
 
 // Presences returns the stored presence of every user. It reads the hash in steps (HSCAN),
 // so a presence stored meanwhile may be missing or come in its older version.
 func (r *Redis) Presences(ctx context.Context) ([]Presence, error) {
 	var out []Presence
+	err := r.scanVersioned(ctx, "presences", r.presenceKey(), func(user string, version uint64, payload []byte) {
+		out = append(out, Presence{User: user, Version: version, Payload: payload})
+	})
+	return out, err
+}
+
+// retainedKeys returns the keys of the retained messages and of their version.
+func (r *Redis) retainedKeys() []string {
+	tag := "{" + r.prefix + ":retained}:"
+	return []string{tag + "topics", tag + "version"}
+}
+
+// SetRetained stores or removes the retained message of topic; versions are the Redis
+// server's clock in microseconds, or one more than the last when the clock has not moved on.
+func (r *Redis) SetRetained(ctx context.Context, topic string, message []byte) (uint64, error) {
+	remove := "0"
+	if message == nil {
+		remove = "1"
+	}
+	v, err := r.run(ctx, "set retained", setRetainedScript, r.retainedKeys(), topic, remove, message)
+	if err != nil {
+		return 0, err
+	}
+	version, _ := strconv.ParseUint(strAt(v, 0), 10, 64)
+	return version, nil
+}
+
+// RetainedMessages returns every retained message, read in steps (HSCAN).
+func (r *Redis) RetainedMessages(ctx context.Context) ([]RetainedMessage, error) {
+	var out []RetainedMessage
+	err := r.scanVersioned(ctx, "retained messages", r.retainedKeys()[0], func(key string, version uint64, value []byte) {
+		out = append(out, RetainedMessage{Topic: key, Version: version, Message: value})
+	})
+	return out, err
+}
+
+// scanVersioned calls fn with every field of a hash of "VERSION VALUE" entries, read in steps.
+func (r *Redis) scanVersioned(ctx context.Context, op, key string, fn func(field string, version uint64, value []byte)) error {
 	var cursor uint64
 	for {
-		kv, next, err := r.client.HScan(ctx, r.presenceKey(), cursor, "", presenceScanCount).Result()
+		kv, next, err := r.client.HScan(ctx, key, cursor, "", scanCount).Result()
 		if err != nil {
-			return nil, redisError("presences", err)
+			return redisError(op, err)
 		}
 		for i := 0; i+1 < len(kv); i += 2 {
-			version, payload, _ := strings.Cut(kv[i+1], " ")
+			version, value, _ := strings.Cut(kv[i+1], " ")
 			v, err := strconv.ParseUint(version, 10, 64)
 			if err != nil {
 				continue
 			}
-			out = append(out, Presence{User: kv[i], Version: v, Payload: []byte(payload)})
+			fn(kv[i], v, []byte(value))
 		}
 		if next == 0 {
-			return out, nil
+			return nil
 		}
 		cursor = next
 	}

@@ -258,6 +258,26 @@ type Presences interface {
 	Presences(ctx context.Context) ([]Presence, error)
 }
 
+// RetainedMessage is the retained message of a plain topic.
+type RetainedMessage struct {
+	Topic string
+	// Version orders the retained messages of all topics: a later one has a higher version.
+	Version uint64
+	// Message is the message, encoded by the caller.
+	Message []byte
+}
+
+// Retained keeps the retained messages of plain topics, so that every instance, including one
+// that starts later, has them.
+type Retained interface {
+	// SetRetained stores message as the retained message of topic, or removes the retained
+	// message of topic when message is nil, and returns the version of the change: of two
+	// changes, the later one has the higher version.
+	SetRetained(ctx context.Context, topic string, message []byte) (uint64, error)
+	// RetainedMessages returns every retained message, in no particular order.
+	RetainedMessages(ctx context.Context) ([]RetainedMessage, error)
+}
+
 // Routes records which topic filters each instance has subscribers for, and carries messages
 // to one instance: what a client publishes to a plain topic goes to the instances with a
 // matching filter only.
@@ -286,6 +306,7 @@ type Store interface {
 	Connections
 	Instances
 	Presences
+	Retained
 	Routes
 	Members
 	AccessLists

@@ -46,7 +46,12 @@ type process struct {
 func startProcess(t *testing.T, env ...string) *process {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "--mqtt-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-format", "json")
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	for _, kv := range os.Environ() { // only this test's configuration
+		if !strings.HasPrefix(kv, envPrefix) || strings.HasPrefix(kv, envTestPrefix) {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, childEnv+"=1")
 	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -104,3 +104,45 @@ func testMailbox(t *testing.T, s store.Store) {
 	default:
 	}
 }
+
+// testRetained: retained messages are stored, replaced and removed, each change with a higher
+// version.
+func testRetained(t *testing.T, s store.Store) {
+	var last uint64
+	set := func(topic string, message []byte) {
+		t.Helper()
+		v, err := s.SetRetained(ctx(t), topic, message)
+		if err != nil {
+			t.Fatalf("SetRetained(%s): %v", topic, err)
+		}
+		if v <= last {
+			t.Fatalf("SetRetained(%s) = version %d after %d", topic, v, last)
+		}
+		last = v
+	}
+	check := func(want map[string]string) {
+		t.Helper()
+		got, err := s.RetainedMessages(ctx(t))
+		if err != nil {
+			t.Fatalf("RetainedMessages: %v", err)
+		}
+		m := make(map[string]string)
+		for _, rm := range got {
+			m[rm.Topic] = string(rm.Message)
+			if rm.Version == 0 || rm.Version > last {
+				t.Fatalf("RetainedMessages: %s has version %d (last %d)", rm.Topic, rm.Version, last)
+			}
+		}
+		if len(m) != len(want) || (len(want) > 0 && !reflect.DeepEqual(m, want)) {
+			t.Fatalf("RetainedMessages = %v, want %v", m, want)
+		}
+	}
+	check(map[string]string{})
+	set("a/b", []byte(`{"p":"one two"}`))
+	set("c", []byte{})
+	check(map[string]string{"a/b": `{"p":"one two"}`, "c": ""})
+	set("a/b", []byte("v2"))
+	set("c", nil)
+	set("never", nil)
+	check(map[string]string{"a/b": "v2"})
+}

@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Presences", testPresences},
 		{"Routes", testRoutes},
 		{"Mailbox", testMailbox},
+		{"Retained", testRetained},
 		{"Membership", testMembership},
 		{"MembershipNoRoom", testMembershipNoRoom},
 		{"MembershipTakenOverClient", testMembershipTakenOverClient},
