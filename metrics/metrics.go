@@ -189,7 +189,7 @@ func (m *Metrics) registerMQTT() {
 			func(i *system.Info) *int64 { return &i.BytesSent }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "mqtt", Name: "retained_messages",
-			Help: "Retained messages held by Mochi (presence included).",
+			Help: "Retained messages held by Mochi on this instance.",
 		}, func() float64 { return m.mqttValue(func(i *system.Info) *int64 { return &i.Retained }) }),
 	)
 }
