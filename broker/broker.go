@@ -21,6 +21,7 @@ import (
 	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/devices"
 	"github.com/roomq/roomq/hooks"
+	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/mqttws"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
@@ -78,10 +79,15 @@ func New(opts Options) (*Broker, error) {
 		opts.Authenticator = acl.DevAuth{Admins: opts.Admins}
 		log.Warn("development mode: every user name is accepted with any password; configure auth for production")
 	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	opts.Metrics.SetInstance(opts.InstanceID)
 	st := opts.Store
 	if st == nil {
 		st = store.NewMemory()
 	}
+	st = metrics.InstrumentStore(st, opts.Metrics)
 	b := &Broker{opts: opts, log: log, store: st, stop: make(chan struct{})}
 
 	caps := mqtt.NewDefaultServerCapabilities()
@@ -89,6 +95,7 @@ func New(opts Options) (*Broker, error) {
 	caps.MaximumPacketSize = opts.MaxPacketSize
 	mochiLog := slog.New(mochiLogHandler{log.Handler()}).With("component", "mqtt")
 	b.mqtt = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochiLog})
+	opts.Metrics.ObserveMQTT(b.mqtt.Info)
 
 	policy := acl.Policy{Rules: opts.TopicRules}
 	var router *hooks.Router
@@ -142,6 +149,7 @@ func New(opts Options) (*Broker, error) {
 		Access:        st,
 		Connections:   st,
 		Logger:        log,
+		Metrics:       opts.Metrics,
 
 		MaxConnectionsPerUser:         opts.MaxConnectionsPerUser,
 		MaxSubscriptionsPerConnection: opts.MaxSubscriptionsPerConnection,
@@ -167,12 +175,15 @@ func New(opts Options) (*Broker, error) {
 		PublishRate:  opts.PublishRate,
 		PublishBurst: opts.PublishBurst,
 		Logger:       log,
+		Metrics:      opts.Metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	notifier.Router = router
 	b.router = router
+	opts.Metrics.SetCommands(b.commands.Names())
+	opts.Metrics.ObserveLocal(router)
 	b.commands.SetTransport(router)
 	if err := b.mqtt.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
@@ -364,6 +375,9 @@ func (b *Broker) HTTPAddr() string {
 	return b.httpLn.Addr().String()
 }
 
+// Metrics returns the broker's metrics (Options.Metrics, or those it made).
+func (b *Broker) Metrics() *metrics.Metrics { return b.opts.Metrics }
+
 // Rooms returns the rooms service, to create rooms or register checkers from Go.
 func (b *Broker) Rooms() *rooms.Service { return b.rooms }
 
@@ -425,6 +439,7 @@ func (b *Broker) Ready(ctx context.Context) error {
 func (b *Broker) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/mqtt", b.ws)
+	mux.Handle("GET /metrics", b.opts.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

@@ -8,6 +8,7 @@ import (
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/devices"
 	"github.com/roomq/roomq/hooks"
+	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
 )
@@ -30,7 +31,8 @@ const (
 type Options struct {
 	// MQTTAddr is the MQTT over TCP listen address; empty disables the listener.
 	MQTTAddr string
-	// HTTPAddr is the HTTP listen address (/mqtt, /healthz, /readyz); empty disables it.
+	// HTTPAddr is the HTTP listen address (/mqtt, /metrics, /healthz, /readyz); empty
+	// disables it.
 	HTTPAddr string
 	// MQTTTLSAddr is the listen address of MQTT over TLS (usually ":8883"); it needs TLS.
 	MQTTTLSAddr string
@@ -110,6 +112,10 @@ type Options struct {
 
 	// Logger receives the broker's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics receives the broker's Prometheus metrics, served on GET /metrics; nil means new
+	// ones (metrics.New). The broker sets their instance and commands, and times its store;
+	// give each broker its own.
+	Metrics *metrics.Metrics
 }
 
 // DefaultOptions returns the options of `go run ./cmd/broker` with no configuration.

@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/mqttws"
 	"github.com/roomq/roomq/store"
 )
@@ -37,6 +38,8 @@ type AuthOptions struct {
 	Timeout time.Duration
 	// Logger receives the hook's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics counts refused connections; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Auth is the one hook that answers OnConnectAuthenticate and OnACLCheck. Never install Mochi's
@@ -51,6 +54,7 @@ type Auth struct {
 	maxSubs int
 	timeout time.Duration
 	log     *slog.Logger
+	metrics *metrics.Metrics
 
 	mu sync.RWMutex
 	// ids holds the identity of every client, connected or the offline holder of a session
@@ -88,6 +92,7 @@ func NewAuth(opts AuthOptions) (*Auth, error) {
 		maxSubs: opts.MaxSubscriptionsPerConnection,
 		timeout: opts.Timeout,
 		log:     opts.Logger,
+		metrics: opts.Metrics,
 		ids:     make(map[*mqtt.Client]acl.Identity),
 		byID:    make(map[string]*mqtt.Client),
 
@@ -116,7 +121,8 @@ func (a *Auth) Identity(cl *mqtt.Client) (acl.Identity, bool) {
 
 // OnConnect authenticates the client and checks its will, answering refusals with a CONNACK
 // (Mochi would close without one). [MQTT-3.2.2-6]
-func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) (err error) {
+	defer func() { a.countRefusal(err) }()
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	creds := acl.Credentials{

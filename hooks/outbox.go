@@ -7,6 +7,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/roomq/roomq/metrics"
 )
 
 // outbox is the ordered queue of the broker's own deliveries to one connection: room messages,
@@ -23,6 +25,7 @@ type outbox struct {
 	maxQueued int
 	spawn     func(func()) bool // starts the drain goroutine under the router's ownership
 	overflow  func()            // called once when the queue overflows
+	metrics   *metrics.Metrics  // counts written and dropped packets; may be nil
 
 	mu       sync.Mutex
 	queue    []outItem
@@ -34,13 +37,14 @@ type outbox struct {
 	done     chan struct{}
 }
 
-func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, overflow func()) *outbox {
+func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, overflow func(), m *metrics.Metrics) *outbox {
 	return &outbox{
 		cl:        cl,
 		limit:     limit,
 		maxQueued: maxQueued,
 		spawn:     spawn,
 		overflow:  overflow,
+		metrics:   m,
 		inflight:  make(map[uint16]struct{}),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -165,6 +169,7 @@ func (o *outbox) next() (packets.Packet, bool) {
 			id, ok := o.packetIDLocked() // [MQTT-2.2.1-4]
 			if !ok {
 				o.mu.Unlock()
+				o.metrics.Dropped(metrics.DropNoPacketID)
 				continue // no free packet id: the packet is dropped, as Mochi does
 			}
 			pk.PacketID = id
@@ -215,8 +220,10 @@ func (o *outbox) drain() {
 		err := o.cl.WritePacket(pk)
 		switch {
 		case err == nil:
+			o.metrics.MessageOut()
 		case errors.Is(err, packets.ErrPacketTooLarge):
 			// [MQTT-3.1.2-25]: a packet over the client's Maximum Packet Size is discarded.
+			o.metrics.Dropped(metrics.DropTooLarge)
 			if pk.FixedHeader.Qos > 0 {
 				o.cl.State.Inflight.Delete(pk.PacketID)
 				o.complete(pk.PacketID)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -38,6 +39,7 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	}
 	caller := commands.Caller{Identity: c.session.Identity, ClientID: cl.ID}
 	t := wire.ParseTopic(pk.TopicName)
+	r.opts.Metrics.MessageIn(messageKind(t.Kind))
 	if c.limiter != nil && !c.limiter.Allow() {
 		if t.Kind == wire.TopicRPC {
 			return r.rpc(c, pk, t.Name, errRateLimited)
@@ -97,6 +99,7 @@ func (r *Router) refuse(cl *mqtt.Client, pk packets.Packet, code packets.Code, c
 		}
 		return pk, packets.CodeSuccessIgnore
 	}
+	r.opts.Metrics.Refused(code)
 	level := slog.LevelInfo
 	if errors.Is(cause, errRateLimited) {
 		level = slog.LevelDebug // a flood must not flood the log too
@@ -182,6 +185,7 @@ var errRateLimited = wire.NewError(wire.CodeRateLimited, "publish rate limit exc
 // response topic outside users/{user}/ of the caller is refused. A non-nil refusal is answered
 // instead of running the command.
 func (r *Router) rpc(c *conn, pk packets.Packet, command string, refusal error) (packets.Packet, error) {
+	start := time.Now()
 	args := json.RawMessage(pk.Payload)
 	responseTopic := pk.Properties.ResponseTopic
 	correlation := pk.Properties.CorrelationData
@@ -213,10 +217,12 @@ func (r *Router) rpc(c *conn, pk packets.Packet, command string, refusal error) 
 	}
 	if err != nil {
 		resp.Error = wire.AsError(err)
+		r.opts.Metrics.RPC(command, string(resp.Error.Code), time.Since(start))
 		if resp.Error.Code == wire.CodeInternalError {
 			r.log.Error("command failed", logKeyClient, c.cl.ID, logKeyCommand, command, logKeyError, err)
 		}
 	} else {
+		r.opts.Metrics.RPC(command, "", time.Since(start))
 		resp.Result = result
 		if resp.Result == nil {
 			resp.Result = struct{}{}

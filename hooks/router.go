@@ -16,6 +16,7 @@ import (
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/devices"
+	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
 	"github.com/roomq/roomq/wire"
@@ -90,6 +91,8 @@ type RouterOptions struct {
 	PublishBurst int
 	// Logger receives the hook's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics counts connections, messages, refusals, RPC calls and drops; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Router maps MQTT onto rooms, direct messages, RPC and presence. It implements
@@ -285,9 +288,10 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	c.out = newOutbox(cl, limit, r.opts.MaxQueued, r.spawn, func() {
 		// Called with a room's lock held: close the connection in the background, without a
 		// DISCONNECT, which could not get past the unread data anyway.
+		r.opts.Metrics.Dropped(metrics.DropSlowConsumer)
 		r.log.Warn("slow consumer disconnected", logKeyClient, cl.ID, logKeyUser, id.User, "queued", r.opts.MaxQueued)
 		r.spawn(func() { cl.Stop(packets.ErrQuotaExceeded) })
-	})
+	}, r.opts.Metrics)
 	c.session = &devices.Session{
 		ClientID:    cl.ID,
 		ID:          xid.New().String(),
@@ -303,6 +307,7 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		positions = prev.positions() // taken over while still connected
 	}
 	r.byID[cl.ID] = c
+	r.opts.Metrics.ConnectionOpened(cl.Net.Listener) // under r.mu: before OnDisconnect can find c
 	r.mu.Unlock()
 
 	ctx, cancel := r.ctx()
@@ -365,6 +370,7 @@ func (r *Router) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if !ok {
 		return
 	}
+	r.opts.Metrics.ConnectionClosed(cl.Net.Listener)
 	c.out.close()
 	ctx, cancel := r.ctx()
 	defer cancel()
