@@ -1,0 +1,17 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+)
+
+func runRPC(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Result, error) {
+	return Result{}, errors.New("not implemented yet")
+}
+func runConnections(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Result, error) {
+	return Result{}, errors.New("not implemented yet")
+}
+func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Result, error) {
+	return Result{}, errors.New("not implemented yet")
+}
