@@ -127,7 +127,10 @@ func runLoad(ctx context.Context, cfg *Config, t *target, log *slog.Logger, grou
 		return Result{}, err
 	}
 
-	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	// Publishing starts until runCtx ends; a publish under way gets until hardCtx ends.
+	hardCtx, hardCancel := context.WithTimeout(ctx, cfg.Duration+cfg.Drain)
+	defer hardCancel()
+	runCtx, cancel := context.WithTimeout(hardCtx, cfg.Duration)
 	defer cancel()
 	start := time.Now()
 	stopProgress := progress(runCtx, log, t.name, start, func() []any {
@@ -140,7 +143,7 @@ func runLoad(ctx context.Context, cfg *Config, t *target, log *slog.Logger, grou
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					l.publish(runCtx, g, m, start)
+					l.publish(runCtx, hardCtx, g, m, start)
 				}()
 			}
 		}
@@ -149,7 +152,7 @@ func runLoad(ctx context.Context, cfg *Config, t *target, log *slog.Logger, grou
 	loadEnd := time.Now()
 	cancel()
 	stopProgress()
-	l.drain(ctx)
+	l.drain(hardCtx)
 
 	res := Result{Seconds: loadEnd.Sub(start).Seconds(), RateUnit: "deliveries/s"}
 	var hist histogram
@@ -218,8 +221,9 @@ func (l *load) connectAll(ctx context.Context) error {
 	return nil
 }
 
-// publish sends the messages of one publisher until ctx ends or it sent cfg.Count.
-func (l *load) publish(ctx context.Context, g *group, m *member, start time.Time) {
+// publish sends the messages of one publisher until ctx ends or it sent cfg.Count; a publish
+// under way gets until hardCtx ends.
+func (l *load) publish(ctx, hardCtx context.Context, g *group, m *member, start time.Time) {
 	workers := 1
 	if l.cfg.QoS > 0 {
 		workers = l.cfg.Inflight
@@ -249,8 +253,7 @@ func (l *load) publish(ctx context.Context, g *group, m *member, start time.Time
 				stamp(buf, m.pubIdx, seq, time.Now())
 				p := &paho.Publish{Topic: g.topic, QoS: byte(l.cfg.QoS), Payload: buf}
 				l.sent.Add(1)
-				// A publish in flight when the load phase ends may finish: it gets its own time.
-				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dialTimeout)
+				pctx, cancel := context.WithTimeout(hardCtx, dialTimeout)
 				pr, err := m.client.Publish(pctx, p)
 				cancel()
 				switch {
