@@ -6,9 +6,6 @@ import (
 	"log/slog"
 )
 
-func runConnections(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Result, error) {
-	return Result{}, errors.New("not implemented yet")
-}
 func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Result, error) {
 	return Result{}, errors.New("not implemented yet")
 }
