@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,7 @@ type member struct {
 	sub    bool
 	pubIdx uint32
 	client *paho.Client
+	conn   net.Conn
 
 	mu         sync.Mutex // guards the receive statistics below
 	hist       histogram
@@ -136,19 +138,7 @@ func runLoad(ctx context.Context, cfg *Config, t *target, log *slog.Logger, grou
 	stopProgress := progress(runCtx, log, t.name, start, func() []any {
 		return []any{"sent", l.sent.Load(), "delivered", l.delivered.Load(), "errors", l.errs.n.Load()}
 	})
-	var wg sync.WaitGroup
-	for _, g := range groups {
-		for _, m := range g.members {
-			if m.pub {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					l.publish(runCtx, hardCtx, g, m, start)
-				}()
-			}
-		}
-	}
-	wg.Wait()
+	l.runPublishers(runCtx, hardCtx, start)
 	loadEnd := time.Now()
 	cancel()
 	stopProgress()
@@ -189,6 +179,41 @@ func runLoad(ctx context.Context, cfg *Config, t *target, log *slog.Logger, grou
 	return res, nil
 }
 
+// runPublishers runs every publisher until runCtx ends (or each sent cfg.Count) and waits for
+// them. When hardCtx ends first, it closes the publishers' connections: a QoS 0 write blocks
+// for as long as an overloaded broker does not read, and nothing else would end it.
+func (l *load) runPublishers(runCtx, hardCtx context.Context, start time.Time) {
+	var wg sync.WaitGroup
+	var pubs []*member
+	for _, g := range l.groups {
+		for _, m := range g.members {
+			if m.pub {
+				pubs = append(pubs, m)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					l.publish(runCtx, hardCtx, g, m, start)
+				}()
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-hardCtx.Done():
+	}
+	l.log.Warn("publishers still blocked after the drain time: closing their connections", "target", l.t.name)
+	for _, m := range pubs {
+		_ = m.conn.Close()
+	}
+	<-done
+}
+
 // connectAll connects every member, subscribers first.
 func (l *load) connectAll(ctx context.Context) error {
 	eg, ectx := errgroup.WithContext(ctx)
@@ -203,11 +228,11 @@ func (l *load) connectAll(ctx context.Context) error {
 				if m.sub {
 					o.OnPublish = func(p *paho.Publish) { m.receive(p, &l.delivered, &l.lastRecv) }
 				}
-				c, err := l.d.connect(ectx, o)
+				c, conn, err := l.d.connectConn(ectx, o)
 				if err != nil {
 					return err
 				}
-				m.client = c
+				m.client, m.conn = c, conn
 				if m.sub {
 					return subscribe(ectx, c, g.topic, byte(l.cfg.QoS), nil)
 				}

@@ -138,14 +138,11 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 	stopProgress := progress(runCtx, log, t.name, start, func() []any {
 		return []any{"sent", l.sent.Load(), "delivered", live.Load(), "resumes", resumes.Load(), "errors", errs.n.Load()}
 	})
-	var wg sync.WaitGroup
-	for _, m := range g.members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.publish(runCtx, hardCtx, g, m, start)
-		}()
-	}
+	pubsDone := make(chan struct{})
+	go func() {
+		defer close(pubsDone)
+		l.runPublishers(runCtx, hardCtx, start)
+	}()
 	var subs sync.WaitGroup
 	for i := range resumers {
 		subs.Add(1)
@@ -171,7 +168,7 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 			}
 		}()
 	}
-	wg.Wait()
+	<-pubsDone
 	loadEnd := time.Now()
 	cancel()
 	subs.Wait()
