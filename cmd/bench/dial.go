@@ -104,16 +104,16 @@ type clientOptions struct {
 
 // connect dials and sends CONNECT; the returned client is connected.
 func (d *dialer) connect(ctx context.Context, o clientOptions) (*paho.Client, error) {
-	c, _, err := d.connectConn(ctx, o)
+	c, _, _, err := d.connectConn(ctx, o)
 	return c, err
 }
 
 // connectConn is connect that also returns the network connection, which the caller may close
-// to end writes blocked on a broker that stopped reading.
-func (d *dialer) connectConn(ctx context.Context, o clientOptions) (*paho.Client, net.Conn, error) {
+// to end writes blocked on a broker that stopped reading, and the CONNACK.
+func (d *dialer) connectConn(ctx context.Context, o clientOptions) (*paho.Client, net.Conn, *paho.Connack, error) {
 	conn, err := d.dial(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cfg := paho.ClientConfig{
 		ClientID:      o.ClientID,
@@ -158,11 +158,11 @@ func (d *dialer) connectConn(ctx context.Context, o clientOptions) (*paho.Client
 	if err != nil {
 		_ = conn.Close()
 		if ca != nil {
-			return nil, nil, fmt.Errorf("connect %s: CONNACK 0x%02x: %w", o.ClientID, ca.ReasonCode, err)
+			return nil, nil, nil, fmt.Errorf("connect %s: CONNACK 0x%02x: %w", o.ClientID, ca.ReasonCode, err)
 		}
-		return nil, nil, fmt.Errorf("connect %s: %w", o.ClientID, err)
+		return nil, nil, nil, fmt.Errorf("connect %s: %w", o.ClientID, err)
 	}
-	return c, conn, nil
+	return c, conn, ca, nil
 }
 
 // disconnect ends a client gracefully and waits until its goroutines are done.

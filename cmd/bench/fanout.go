@@ -228,7 +228,7 @@ func (l *load) connectAll(ctx context.Context) error {
 				if m.sub {
 					o.OnPublish = func(p *paho.Publish) { m.receive(p, &l.delivered, &l.lastRecv) }
 				}
-				c, conn, err := l.d.connectConn(ectx, o)
+				c, conn, _, err := l.d.connectConn(ectx, o)
 				if err != nil {
 					return err
 				}

@@ -131,8 +131,6 @@ func unsupported(cfg *Config, t *target) string {
 	switch {
 	case cfg.Scenario == scenarioRPC && cfg.RPC == "history":
 		return "no broker RPC ($rpc/roomHistoryGet) on this broker"
-	case cfg.Scenario == scenarioResume:
-		return "no resume by room id (since) on this broker"
 	}
 	return ""
 }

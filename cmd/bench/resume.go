@@ -16,68 +16,100 @@ import (
 // reconnectPause is how long a resuming subscriber stays away before it reconnects.
 const reconnectPause = 50 * time.Millisecond
 
-// resumer is a subscriber that disconnects and resumes with since.
+// sessionExpiry keeps the sessions of resuming subscribers on brokers without rooms.
+const sessionExpiry = 600
+
+// stream is the sequence of messages a resuming subscriber follows: the ids of the room on
+// roomq, or the sequence numbers of one publisher (plus one) elsewhere.
+type stream struct {
+	seen    seqSet
+	first   uint64
+	last    uint64 // the highest id seen
+	started bool
+}
+
+// resumer is a subscriber that disconnects and resumes: with since on roomq, with a persistent
+// session elsewhere.
 type resumer struct {
-	id   string
-	user string
+	id    string
+	user  string
+	rooms bool
 
 	mu         sync.Mutex // guards the fields below, written by the delivery goroutine
-	started    bool
-	first      uint64
-	last       uint64
+	streams    map[uint32]*stream
 	epoch      string
 	delivered  uint64
 	duplicates uint64
-	gaps       uint64
-	missing    uint64
+	jumps      uint64 // ids that arrived more than one after the previous highest
 	resets     uint64
 	hist       histogram
 }
 
-// receive accounts for one room message by its id.
+// receive accounts for one message: by its room id on roomq, by publisher and sequence number
+// elsewhere.
 func (r *resumer) receive(p *paho.Publish, live *atomic.Uint64) {
 	now := time.Now()
-	if p.Properties == nil {
-		return
-	}
-	id, err := strconv.ParseUint(p.Properties.User.Get("id"), 10, 64)
-	if err != nil {
-		return // not a room message
+	h, herr := parseHeader(p.Payload)
+	var key uint32
+	var id uint64
+	if r.rooms {
+		if p.Properties == nil {
+			return
+		}
+		var err error
+		if id, err = strconv.ParseUint(p.Properties.User.Get("id"), 10, 64); err != nil {
+			return // not a room message
+		}
+	} else {
+		if herr != nil {
+			return
+		}
+		key, id = h.pub, h.seq+1
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e := p.Properties.User.Get("epoch"); e != "" {
-		if r.epoch != "" && e != r.epoch {
-			r.resets++
+	if r.rooms && p.Properties != nil {
+		if e := p.Properties.User.Get("epoch"); e != "" {
+			if r.epoch != "" && e != r.epoch {
+				r.resets++
+			}
+			r.epoch = e
 		}
-		r.epoch = e
 	}
-	switch {
-	case !r.started:
-		r.started, r.first = true, id
-	case id <= r.last:
+	s := r.streams[key]
+	if s == nil {
+		s = &stream{}
+		r.streams[key] = s
+	}
+	if s.seen.add(id) {
 		r.duplicates++
 		return
-	case id > r.last+1:
-		r.gaps++
-		r.missing += id - r.last - 1
 	}
-	r.last = id
+	switch {
+	case !s.started:
+		s.started, s.first, s.last = true, id, id
+	case id > s.last:
+		if id > s.last+1 {
+			r.jumps++
+		}
+		s.last = id
+	}
 	r.delivered++
 	live.Add(1)
-	if h, err := parseHeader(p.Payload); err == nil {
+	if herr == nil {
 		r.hist.record(now.Sub(h.sent))
 	}
 }
 
-// resumeProps returns the SUBSCRIBE user properties that resume after the last id seen.
+// resumeProps returns the SUBSCRIBE user properties that resume a room after the last id seen.
 func (r *resumer) resumeProps() paho.UserProperties {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.started {
+	s := r.streams[0]
+	if !r.rooms || s == nil {
 		return nil
 	}
-	props := paho.UserProperties{{Key: "since", Value: strconv.FormatUint(r.last, 10)}}
+	props := paho.UserProperties{{Key: "since", Value: strconv.FormatUint(s.last, 10)}}
 	if r.epoch != "" {
 		props = append(props, paho.UserProperty{Key: "epoch", Value: r.epoch})
 	}
@@ -85,7 +117,11 @@ func (r *resumer) resumeProps() paho.UserProperties {
 }
 
 // runResume publishes to one room while cfg.Subscribers subscribers repeatedly disconnect and
-// resume with since; it counts the gaps and duplicates in the ids they see.
+// resume, and counts what they missed or got twice. On roomq they resume with since (the room
+// ids must arrive in order with no gap); on other brokers, which have no room ids, they keep a
+// persistent session (clean start off, session expiry) and subscribe at cfg.QoS, and the
+// publishers' sequence numbers are checked (out-of-order arrival is not a gap there: QoS 1
+// publishes of one publisher may be in flight together, see -inflight).
 func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Result, error) {
 	d, err := newDialer(t.url, cfg.Sources)
 	if err != nil {
@@ -96,12 +132,21 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 	var live, resumes atomic.Uint64
 	resumers := make([]*resumer, cfg.Subscribers)
 	clients := make([]*paho.Client, cfg.Subscribers)
-	connect := func(ctx context.Context, i int) (*paho.Client, error) {
+	connect := func(ctx context.Context, i int, first bool) (*paho.Client, error) {
 		r := resumers[i]
-		c, err := d.connect(ctx, clientOptions{ClientID: r.id, User: r.user, Password: cfg.Password, CleanStart: true,
-			OnPublish: func(p *paho.Publish) { r.receive(p, &live) }})
+		o := clientOptions{ClientID: r.id, User: r.user, Password: cfg.Password, CleanStart: true,
+			OnPublish: func(p *paho.Publish) { r.receive(p, &live) }}
+		if !t.rooms {
+			o.CleanStart, o.SessionExpiry = first, sessionExpiry
+		}
+		c, _, ca, err := d.connectConn(ctx, o)
 		if err != nil {
 			return nil, err
+		}
+		if ca.SessionPresent && !t.rooms {
+			// The session kept the subscription. Subscribing again could fail: Mochi refuses a
+			// SUBSCRIBE whose packet id is in use by one of its own in-flight deliveries.
+			return c, nil
 		}
 		if err := subscribe(ctx, c, room, byte(cfg.QoS), r.resumeProps()); err != nil {
 			disconnect(c)
@@ -110,8 +155,9 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 		return c, nil
 	}
 	for i := range resumers {
-		resumers[i] = &resumer{id: fmt.Sprintf("bench-resume-%d", i), user: fmt.Sprintf("%s-resume-%d", cfg.User, i)}
-		if clients[i], err = connect(ctx, i); err != nil {
+		resumers[i] = &resumer{id: fmt.Sprintf("bench-resume-%d", i), user: fmt.Sprintf("%s-resume-%d", cfg.User, i),
+			rooms: t.rooms, streams: make(map[uint32]*stream)}
+		if clients[i], err = connect(ctx, i, true); err != nil {
 			for _, c := range clients[:i] {
 				disconnect(c)
 			}
@@ -158,7 +204,7 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 				disconnect(clients[i])
 				clients[i] = nil
 				time.Sleep(reconnectPause)
-				c, err := connect(hardCtx, i)
+				c, err := connect(hardCtx, i, false)
 				if err != nil {
 					errs.add(fmt.Errorf("resume: %w", err))
 					return
@@ -173,20 +219,31 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 	cancel()
 	subs.Wait()
 	stopProgress()
-	// Wait until every connected subscriber caught up with the highest id seen.
-	for hardCtx.Err() == nil {
-		final, behind := uint64(0), false
+
+	// The last id of each stream is the highest any subscriber saw; wait until every
+	// connected subscriber has it.
+	finals := func() map[uint32]uint64 {
+		out := map[uint32]uint64{}
 		for _, r := range resumers {
 			r.mu.Lock()
-			final = max(final, r.last)
+			for k, s := range r.streams {
+				out[k] = max(out[k], s.last)
+			}
 			r.mu.Unlock()
 		}
+		return out
+	}
+	for hardCtx.Err() == nil {
+		fin, behind := finals(), false
 		for i, r := range resumers {
 			r.mu.Lock()
-			behind = behind || (clients[i] != nil && r.last < final)
+			for k, last := range fin {
+				s := r.streams[k]
+				behind = behind || (clients[i] != nil && (s == nil || s.last < last))
+			}
 			r.mu.Unlock()
 		}
-		if !behind && final > 0 {
+		if !behind && len(fin) > 0 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -197,31 +254,34 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 
 	res := Result{Seconds: loadEnd.Sub(start).Seconds(), RateUnit: "deliveries/s", Resumes: resumes.Load()}
 	var hist histogram
-	final := uint64(0)
-	for _, r := range resumers {
-		final = max(final, r.last)
-	}
-	var missing, resets uint64
+	fin := finals()
+	var jumps, resets uint64
 	for _, r := range resumers {
 		hist.merge(&r.hist)
-		if r.started {
-			res.Expected += final - r.first + 1
+		for k, s := range r.streams {
+			res.Expected += fin[k] - s.first + 1
 		}
 		res.Delivered += r.delivered
 		res.Duplicates += r.duplicates
-		res.Gaps += r.gaps
-		missing += r.missing
+		jumps += r.jumps
 		resets += r.resets
 	}
 	if res.Expected > res.Delivered {
 		res.Lost = res.Expected - res.Delivered
 	}
+	if t.rooms {
+		res.Gaps = jumps
+	}
 	res.Sent, res.Acked = l.sent.Load(), l.acked.Load()
 	res.SendRate = float64(res.Sent) / res.Seconds
 	res.Rate = float64(res.Delivered) / time.Since(start).Seconds()
 	res.Latency = hist.summary()
-	res.Notes = append(res.Notes, fmt.Sprintf("%d resumes; %d gaps (%d ids missing), %d duplicates, %d epoch changes; last id %d",
-		res.Resumes, res.Gaps, missing, res.Duplicates, resets, final))
+	how := "since"
+	if !t.rooms {
+		how = "persistent sessions"
+	}
+	res.Notes = append(res.Notes, fmt.Sprintf("%d resumes (%s); %d ids missing, %d out-of-order jumps, %d duplicates, %d epoch changes; last ids %v",
+		res.Resumes, how, res.Lost, jumps, res.Duplicates, resets, fin))
 	errs.n.Add(l.errs.n.Load())
 	res.Errors, res.FirstErrors = errs.n.Load(), append(errs.samples(), l.errs.samples()...)
 	return res, nil
