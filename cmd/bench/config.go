@@ -39,6 +39,7 @@ type Config struct {
 	Rate        float64 `json:"rate"`
 	Inflight    int     `json:"inflight"`
 	Room        string  `json:"room"`
+	Subscriber  string  `json:"subscriber"`
 
 	Rooms   int `json:"rooms"`
 	Members int `json:"members"`
@@ -88,6 +89,7 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs.Float64Var(&cfg.Rate, "rate", 0, "messages per second per publisher (0: as fast as possible)")
 	fs.IntVar(&cfg.Inflight, "inflight", 16, "concurrent unacknowledged QoS 1 publishes per publisher")
 	fs.StringVar(&cfg.Room, "room", "bench", "room name (topic rooms/{room}, or bench/{room} on plain brokers)")
+	fs.StringVar(&cfg.Subscriber, "subscriber", "paho", "client of pure subscribers (fanout, rooms): paho, or raw (a minimal reader that skips properties, so that the tool costs less CPU than the broker)")
 	fs.IntVar(&cfg.Rooms, "rooms", 10, "rooms (rooms scenario)")
 	fs.IntVar(&cfg.Members, "members", 5, "members per room (rooms scenario)")
 	fs.IntVar(&cfg.Clients, "clients", 4, "concurrent RPC requesters (rpc)")
@@ -149,6 +151,9 @@ func (c *Config) validate() error {
 	}
 	if c.TopicMode != "room" && c.TopicMode != "plain" {
 		errs = append(errs, errors.New("-topic-mode must be room or plain"))
+	}
+	if c.Subscriber != "paho" && c.Subscriber != "raw" {
+		errs = append(errs, errors.New("-subscriber must be paho or raw"))
 	}
 	if c.RPC != "history" && c.RPC != "device" {
 		errs = append(errs, errors.New("-rpc must be history or device"))

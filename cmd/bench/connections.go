@@ -18,8 +18,8 @@ import (
 // store records) finishes meanwhile.
 const settleTime = time.Second
 
-// runConnections opens cfg.Conns idle MQTT v5 connections at cfg.ConnRate per second, without
-// keepalive, and reports CONNECT-to-CONNACK latency and, when the broker's memory can be read,
+// runConnections opens cfg.Conns idle MQTT v5 connections at cfg.ConnRate per second, with a
+// keepalive longer than the run, and reports CONNECT-to-CONNACK latency and, when the broker's memory can be read,
 // its growth per connection. The connections are raw sockets that sent CONNECT and read
 // CONNACK, with no client goroutine, so the tool's own cost per connection stays small (a
 // socket); for an in-process broker it is still counted in the memory figure.
@@ -118,8 +118,12 @@ func runConnections(ctx context.Context, cfg *Config, t *target, log *slog.Logge
 	return res, nil
 }
 
-// rawConnect opens a connection, sends an MQTT v5 CONNECT without keepalive and reads the
-// CONNACK.
+// rawKeepAlive is the keepalive of raw connections, in seconds: longer than any run, so that
+// they never need a PINGREQ.
+const rawKeepAlive = 3600
+
+// rawConnect opens a connection, sends an MQTT v5 CONNECT with a keepalive of an hour and
+// reads the CONNACK.
 func rawConnect(ctx context.Context, d *dialer, clientID, user, password string) (net.Conn, error) {
 	c, err := d.dial(ctx)
 	if err != nil {
@@ -128,7 +132,7 @@ func rawConnect(ctx context.Context, d *dialer, clientID, user, password string)
 	cp := packets.NewControlPacket(packets.CONNECT)
 	connect := cp.Content.(*packets.Connect)
 	connect.ProtocolName, connect.ProtocolVersion = "MQTT", 5
-	connect.ClientID, connect.CleanStart = clientID, true
+	connect.ClientID, connect.CleanStart, connect.KeepAlive = clientID, true, rawKeepAlive
 	connect.Username, connect.UsernameFlag = user, user != ""
 	if password != "" {
 		connect.Password, connect.PasswordFlag = []byte(password), true

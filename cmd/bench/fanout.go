@@ -36,6 +36,7 @@ type member struct {
 	pubIdx uint32
 	client *paho.Client
 	conn   net.Conn
+	raw    *rawSub
 
 	mu         sync.Mutex // guards the receive statistics below
 	hist       histogram
@@ -46,9 +47,9 @@ type member struct {
 }
 
 // receive accounts for one delivered message.
-func (m *member) receive(p *paho.Publish, live *atomic.Uint64, lastRecv *atomic.Int64) {
+func (m *member) receive(payload []byte, live *atomic.Uint64, lastRecv *atomic.Int64) {
 	now := time.Now()
-	h, err := parseHeader(p.Payload)
+	h, err := parseHeader(payload)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
@@ -223,10 +224,16 @@ func (l *load) connectAll(ctx context.Context) error {
 			eg.Go(func() error {
 				m.user = fmt.Sprintf("%s-%d-%d", l.cfg.User, gi, mi)
 				m.seqs = make(map[uint32]*seqSet)
+				receive := func(p []byte) { m.receive(p, &l.delivered, &l.lastRecv) }
+				if m.sub && !m.pub && l.cfg.Subscriber == "raw" {
+					raw, err := newRawSub(ectx, l.d, "bench-"+m.id, m.user, l.cfg.Password, g.topic, byte(l.cfg.QoS), receive, l.errs.add)
+					m.raw = raw
+					return err
+				}
 				o := clientOptions{ClientID: "bench-" + m.id, User: m.user, Password: l.cfg.Password, CleanStart: true,
 					OnError: l.errs.add}
 				if m.sub {
-					o.OnPublish = func(p *paho.Publish) { m.receive(p, &l.delivered, &l.lastRecv) }
+					o.OnPublish = func(p *paho.Publish) { receive(p.Payload) }
 				}
 				c, conn, _, err := l.d.connectConn(ectx, o)
 				if err != nil {
@@ -332,12 +339,15 @@ func (l *load) disconnectAll() {
 	var wg sync.WaitGroup
 	for _, g := range l.groups {
 		for _, m := range g.members {
-			if m.client == nil {
+			if m.client == nil && m.raw == nil {
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				if m.raw != nil {
+					m.raw.close()
+				}
 				disconnect(m.client)
 			}()
 		}

@@ -62,6 +62,7 @@ func TestScenariosSmoke(t *testing.T) {
 		args []string
 		min  uint64
 	}{
+		{"fanout-raw", []string{"fanout", "-subscriber", "raw", "-subscribers", "3", "-qos", "1", "-rate", "100", "-duration", "1s"}, 1},
 		{"rooms", []string{"rooms", "-rooms", "3", "-members", "3", "-qos", "1", "-rate", "100", "-duration", "1s"}, 1},
 		{"rpc", []string{"rpc", "-clients", "2", "-history", "20", "-duration", "1s"}, 1},
 		{"connections", []string{"connections", "-conns", "50", "-conn-rate", "500", "-duration", "2s"}, 50},
