@@ -16,6 +16,10 @@ import (
 // reconnectPause is how long a resuming subscriber stays away before it reconnects.
 const reconnectPause = 50 * time.Millisecond
 
+// quietPeriod is how long no delivery may arrive before the resume scenario takes the
+// highest id seen as the last one.
+const quietPeriod = 300 * time.Millisecond
+
 // sessionExpiry keeps the sessions of resuming subscribers on brokers without rooms.
 const sessionExpiry = 600
 
@@ -233,7 +237,16 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 		}
 		return out
 	}
+	// The last publishes may still be on their way to everyone: wait for a quiet period too.
+	lastLive, lastChange := live.Load(), time.Now()
 	for hardCtx.Err() == nil {
+		if n := live.Load(); n != lastLive {
+			lastLive, lastChange = n, time.Now()
+		}
+		if time.Since(lastChange) < quietPeriod {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
 		fin, behind := finals(), false
 		for i, r := range resumers {
 			r.mu.Lock()
