@@ -97,6 +97,16 @@ func runTarget(ctx context.Context, cfg *Config, name string, several bool, log 
 		res.Skipped = why
 		return res
 	}
+	if t.rooms && !t.inProcess && cfg.Scenario != scenarioConnections {
+		d, err := newDialer(t.url, 0)
+		if err == nil {
+			err = createRooms(ctx, d, cfg, cfg.roomNames())
+		}
+		if err != nil {
+			res.Error = err.Error()
+			return res
+		}
+	}
 	if cfg.CPUProfile != "" && t.inProcess {
 		path := cfg.CPUProfile
 		if several {
