@@ -20,43 +20,68 @@ const (
 
 var scenarios = []string{scenarioFanout, scenarioRooms, scenarioRPC, scenarioConnections, scenarioResume}
 
-// Config is one invocation of the tool.
+// Config is one invocation of the tool; each field is set by the flag of the same name (see
+// parseConfig), and the JSON report repeats it.
 type Config struct {
-	Scenario  string        `json:"scenario"`
-	Target    string        `json:"target,omitempty"`
-	Compare   bool          `json:"compare,omitempty"`
-	Targets   []string      `json:"targets,omitempty"`
-	Transport string        `json:"transport"`
-	TopicMode string        `json:"topicMode"`
-	Duration  time.Duration `json:"duration"`
-	Count     int           `json:"count"`
-	Drain     time.Duration `json:"drain"`
+	// Scenario is fanout, rooms, rpc, connections or resume.
+	Scenario string `json:"scenario"`
+	// Target is the broker of a single run: a built-in name or a tcp:// or ws:// URL.
+	Target string `json:"target,omitempty"`
+	// Compare runs the scenario against every target of Targets.
+	Compare bool     `json:"compare,omitempty"`
+	Targets []string `json:"targets,omitempty"`
+	// Transport is tcp or ws, for the brokers the tool starts.
+	Transport string `json:"transport"`
+	// TopicMode is room or plain, for brokers named by URL.
+	TopicMode string `json:"topicMode"`
+	// Duration is the length of the load phase; Count, when not 0, ends it earlier (messages
+	// per publisher, requests per RPC client, resumes per subscriber); Drain is the time left
+	// for outstanding deliveries afterwards.
+	Duration time.Duration `json:"duration"`
+	Count    int           `json:"count"`
+	Drain    time.Duration `json:"drain"`
 
-	Publishers  int     `json:"publishers"`
-	Subscribers int     `json:"subscribers"`
-	QoS         int     `json:"qos"`
-	Size        int     `json:"size"`
-	Rate        float64 `json:"rate"`
-	Inflight    int     `json:"inflight"`
-	Room        string  `json:"room"`
-	Subscriber  string  `json:"subscriber"`
+	// Publishers and Subscribers size fanout and resume (Publishers is per room in rooms).
+	Publishers  int `json:"publishers"`
+	Subscribers int `json:"subscribers"`
+	// QoS is the QoS of publishes and subscriptions.
+	QoS int `json:"qos"`
+	// Size is the payload size in bytes.
+	Size int `json:"size"`
+	// Rate is messages per second per publisher; 0 is as fast as possible.
+	Rate float64 `json:"rate"`
+	// Inflight is the number of concurrent unacknowledged QoS 1 publishes per publisher.
+	Inflight int `json:"inflight"`
+	// Room names the room (or plain topic level) of fanout, rpc and resume, and prefixes the
+	// rooms of the rooms scenario.
+	Room string `json:"room"`
+	// Subscriber is the client of pure subscribers: paho or raw.
+	Subscriber string `json:"subscriber"`
 
+	// Rooms and Members size the rooms scenario.
 	Rooms   int `json:"rooms"`
 	Members int `json:"members"`
 
+	// Clients is the number of RPC requesters; RPC is history or device; History is the
+	// number of messages one roomHistoryGet reads.
 	Clients int    `json:"clients"`
 	RPC     string `json:"rpc"`
 	History int    `json:"history"`
 
+	// Conns, ConnRate and Sources shape the connections scenario; Sources also applies to
+	// the other scenarios.
 	Conns    int     `json:"conns"`
 	ConnRate float64 `json:"connRate"`
 	Sources  int     `json:"sources"`
 
+	// ResumeEvery is the mean time between the resumes of one subscriber.
 	ResumeEvery time.Duration `json:"resumeEvery"`
 
+	// User prefixes the user names of the clients; Password is sent by all of them.
 	User     string `json:"user"`
 	Password string `json:"-"`
 
+	// JSON, CPUProfile and Quiet shape the output.
 	JSON       bool   `json:"-"`
 	CPUProfile string `json:"-"`
 	Quiet      bool   `json:"-"`

@@ -29,7 +29,7 @@ func benchDelivery(b *testing.B, name string, subs int) {
 	cfg := &Config{Scenario: scenarioFanout, Transport: "tcp", Room: "bench", User: "bench", QoS: 1, Inflight: 16, Size: 64,
 		Publishers: 1, Subscribers: subs, Drain: time.Minute, Subscriber: "raw"}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	t, err := startTarget(ctx, name, cfg, cfg.roomNames(), log)
+	t, err := startTarget(ctx, name, cfg, cfg.roomNames())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -74,7 +74,7 @@ const stopTimeout = 15 * time.Second
 func runTarget(ctx context.Context, cfg *Config, name string, several bool, log *slog.Logger) Result {
 	res := Result{Target: name, Scenario: cfg.Scenario}
 	log.Info("starting target", "target", name, "scenario", cfg.Scenario)
-	t, err := startTarget(ctx, name, cfg, cfg.roomNames(), log)
+	t, err := startTarget(ctx, name, cfg, cfg.roomNames())
 	if errors.Is(err, errSkipped) {
 		res.Skipped = err.Error()
 		log.Warn("target skipped", "target", name, "reason", err)

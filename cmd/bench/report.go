@@ -12,8 +12,10 @@ import (
 
 // Result is what one scenario run against one target measured.
 type Result struct {
-	Target   string `json:"target"`
-	URL      string `json:"url,omitempty"`
+	// Target is the broker's name as given; URL is where the clients connected.
+	Target string `json:"target"`
+	URL    string `json:"url,omitempty"`
+	// Scenario is the scenario that ran.
 	Scenario string `json:"scenario"`
 	// Skipped says why the target did not run.
 	Skipped string `json:"skipped,omitempty"`
@@ -29,17 +31,19 @@ type Result struct {
 	// Expected counts the deliveries that should have happened.
 	Expected uint64 `json:"expected"`
 	// Delivered counts distinct deliveries, answers or connections made.
-	Delivered  uint64 `json:"delivered"`
+	Delivered uint64 `json:"delivered"`
+	// Lost is Expected minus Delivered; Duplicates counts messages received again.
 	Lost       uint64 `json:"lost"`
 	Duplicates uint64 `json:"duplicates"`
 	// Gaps counts holes in the room ids a resuming subscriber saw (resume).
 	Gaps uint64 `json:"gaps,omitempty"`
 	// Resumes counts reconnections with since (resume).
 	Resumes uint64 `json:"resumes,omitempty"`
-	Errors  uint64 `json:"errors"`
+	// Errors counts failed publishes, requests, connections and lost connections.
+	Errors uint64 `json:"errors"`
 
-	// Rate is the scenario's throughput: deliveries/s (fanout, rooms, resume), round trips/s
-	// (rpc) or connections/s (connections).
+	// Rate is the scenario's throughput, in RateUnit: deliveries/s (fanout, rooms, resume),
+	// round trips/s (rpc) or connections/s (connections).
 	Rate     float64 `json:"rate"`
 	RateUnit string  `json:"rateUnit"`
 	// SendRate is messages or requests sent per second.
@@ -53,12 +57,14 @@ type Result struct {
 	MemPerConn  float64 `json:"memPerConnBytes,omitempty"`
 	MemKind     string  `json:"memKind,omitempty"`
 
+	// FirstErrors are the first few error messages; Notes explain the figures.
 	FirstErrors []string `json:"firstErrors,omitempty"`
 	Notes       []string `json:"notes,omitempty"`
 }
 
 // Report is the whole output of one invocation.
 type Report struct {
+	// Config is the invocation; Results has one entry per target, in order.
 	Config  *Config  `json:"config"`
 	Results []Result `json:"results"`
 }

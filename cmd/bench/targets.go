@@ -60,8 +60,8 @@ type target struct {
 }
 
 // startTarget starts or names the broker called name: a built-in name or a broker URL.
-// Rooms lists the rooms a roomq broker started here must have.
-func startTarget(ctx context.Context, name string, cfg *Config, roomNames []string, log *slog.Logger) (*target, error) {
+// roomNames lists the rooms a roomq broker started here must have.
+func startTarget(ctx context.Context, name string, cfg *Config, roomNames []string) (*target, error) {
 	switch name {
 	case targetRoomqMemory:
 		return startRoomq(ctx, name, cfg, roomNames, store.NewMemory(), nil)
@@ -147,7 +147,7 @@ func startRoomqRedis(ctx context.Context, cfg *Config, roomNames []string) (*tar
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProcess(ctx, "redis", bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+	p, err := startProcess("redis", bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no")
 	if err != nil {
 		return nil, err
@@ -261,7 +261,7 @@ func startMosquitto(ctx context.Context, cfg *Config) (*target, error) {
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("start mosquitto: %w", err)
 	}
-	p, err := startProcess(ctx, "mosquitto", bin, "-c", confPath)
+	p, err := startProcess("mosquitto", bin, "-c", confPath)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -288,8 +288,9 @@ type process struct {
 	done chan struct{}
 }
 
-// startProcess starts bin with args; its output is kept for error messages.
-func startProcess(ctx context.Context, name, bin string, args ...string) (*process, error) {
+// startProcess starts bin with args; its output is kept for error messages. The process lives
+// until stop.
+func startProcess(name, bin string, args ...string) (*process, error) {
 	cmd := exec.Command(bin, args...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -301,7 +302,6 @@ func startProcess(ctx context.Context, name, bin string, args ...string) (*proce
 		_ = cmd.Wait()
 		close(p.done)
 	}()
-	_ = ctx // the process lives until stop, which every caller defers
 	return p, nil
 }
 
