@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -28,6 +29,8 @@ func runJSON(t *testing.T, args ...string) Report {
 // TestSmoke runs a short QoS 1 fan-out against roomq (memory store) and plain Mochi and checks
 // that every message was delivered. It makes no timing assertion.
 func TestSmoke(t *testing.T) {
+	before := runtime.NumGoroutine()
+	defer checkGoroutines(t, before)
 	rep := runJSON(t, "compare", "fanout", "-targets", "roomq-memory,mochi",
 		"-publishers", "2", "-subscribers", "5", "-qos", "1", "-rate", "200", "-duration", "2s")
 	if len(rep.Results) != 2 {
@@ -52,6 +55,20 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
+// checkGoroutines fails the test unless the goroutines return to about before within a few
+// seconds: every run joins what it started.
+func checkGoroutines(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines left running, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestScenariosSmoke runs every other scenario briefly against roomq on the memory store.
 func TestScenariosSmoke(t *testing.T) {
 	if testing.Short() {
@@ -70,6 +87,8 @@ func TestScenariosSmoke(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			defer checkGoroutines(t, before)
 			rep := runJSON(t, tc.args...)
 			r := rep.Results[0]
 			if r.Error != "" || r.Delivered < tc.min || r.Lost != 0 || r.Duplicates != 0 || r.Gaps != 0 || r.Errors != 0 {
