@@ -121,7 +121,7 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&cfg.RPC, "rpc", "history", "rpc kind: history ($rpc/roomHistoryGet) or device (request/response through response topics)")
 	fs.IntVar(&cfg.History, "history", 100, "messages per roomHistoryGet")
 	fs.IntVar(&cfg.Conns, "conns", 1000, "idle connections (connections)")
-	fs.Float64Var(&cfg.ConnRate, "conn-rate", 1000, "connections opened per second (connections)")
+	fs.Float64Var(&cfg.ConnRate, "conn-rate", 1000, "connections opened per second (connections; 0: as fast as possible)")
 	fs.IntVar(&cfg.Sources, "sources", 0, "spread connections over this many source addresses 127.0.0.2... (0: default)")
 	fs.DurationVar(&cfg.ResumeEvery, "resume-every", 500*time.Millisecond, "how often each subscriber disconnects and resumes (resume)")
 	fs.StringVar(&cfg.User, "user", "bench", "user name prefix of the clients")

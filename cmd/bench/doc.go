@@ -19,9 +19,15 @@
 // receivers count losses and duplicates and measure latency. Each run ends by itself after
 // -duration (or -count), plus -drain for outstanding deliveries.
 //
+// The clients are paho.golang. With -subscriber raw, the pure subscribers of fanout and rooms
+// are a minimal reader instead (rawsub.go), which skips PUBLISH properties: paho.golang's
+// property decoding otherwise costs more CPU than the broker, on the same two cores, against
+// brokers that add properties to every message, as roomq does. BENCHMARKS.md at the root of
+// the repository has the method and the results.
+//
 // Examples:
 //
 //	go run ./cmd/bench fanout -publishers 4 -subscribers 50 -qos 1 -duration 10s
-//	go run ./cmd/bench compare fanout -publishers 4 -subscribers 50 -duration 10s
+//	go run ./cmd/bench compare fanout -subscriber raw -publishers 4 -subscribers 50 -qos 1 -duration 10s
 //	go run ./cmd/bench rpc -target tcp://127.0.0.1:1883 -clients 8
 package main
