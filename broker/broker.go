@@ -62,6 +62,9 @@ func New(opts Options) (*Broker, error) {
 	if opts.MaxPacketSize == 0 {
 		opts.MaxPacketSize = DefaultMaxPacketSize
 	}
+	if opts.MaxPendingWrites <= 0 {
+		opts.MaxPendingWrites = DefaultMaxPendingWrites
+	}
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = DefaultShutdownGrace
 	}
@@ -93,6 +96,7 @@ func New(opts Options) (*Broker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true // MOCHI-NOTES 16
 	caps.MaximumPacketSize = opts.MaxPacketSize
+	caps.MaximumClientWritesPending = int32(opts.MaxPendingWrites)
 	mochiLog := slog.New(mochiLogHandler{log.Handler()}).With("component", "mqtt")
 	b.mqtt = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochiLog})
 	opts.Metrics.ObserveMQTT(b.mqtt.Info)

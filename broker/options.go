@@ -20,6 +20,7 @@ const (
 	DefaultMaxPacketSize     = 1 << 20
 	DefaultShutdownGrace     = 10 * time.Second
 	DefaultRoomCheckInterval = 5 * time.Second
+	DefaultMaxPendingWrites  = 1024
 	DefaultFailureTimeout    = devices.DefaultFailureTimeout
 	DefaultGeneralRoom       = "general"
 	DefaultAdminUser         = "admin"
@@ -107,6 +108,10 @@ type Options struct {
 	PublishBurst int
 	// MaxQueued is how many packets a connection may fall behind before it is disconnected.
 	MaxQueued int
+	// MaxPendingWrites is how many messages of plain topics may wait to be written to one
+	// connection; more are dropped for it (default DefaultMaxPendingWrites). Mochi reserves
+	// 8 bytes of every connection per slot.
+	MaxPendingWrites int
 	// ShutdownGrace bounds Shutdown when its context has no deadline (default 10 s).
 	ShutdownGrace time.Duration
 
@@ -128,5 +133,6 @@ func DefaultOptions() Options {
 		NotifyAccessLists: true,
 		FailureTimeout:    DefaultFailureTimeout,
 		ReplyTimeout:      hooks.DefaultReplyTimeout,
+		MaxPendingWrites:  DefaultMaxPendingWrites,
 	}
 }

@@ -92,6 +92,7 @@ type historyConfig struct {
 type limitsConfig struct {
 	MaxPacketSize                 int           `koanf:"max_packet_size"`
 	MaxQueued                     int           `koanf:"max_queued"`
+	MaxPendingWrites              int           `koanf:"max_pending_writes"`
 	ListLimit                     int           `koanf:"list_limit"`
 	MaxRoomsPerUser               int           `koanf:"max_rooms_per_user"`
 	MaxRoomMessageSize            int           `koanf:"max_room_message_size"`
@@ -197,10 +198,11 @@ func defaultConfig() config {
 			MaxGetMessages: rooms.DefaultHistoryMaxGetMessages,
 		},
 		Limits: limitsConfig{
-			MaxPacketSize: broker.DefaultMaxPacketSize,
-			MaxQueued:     hooks.DefaultMaxQueued,
-			ListLimit:     commands.DefaultListLimit,
-			ReplyTimeout:  hooks.DefaultReplyTimeout,
+			MaxPacketSize:    broker.DefaultMaxPacketSize,
+			MaxQueued:        hooks.DefaultMaxQueued,
+			MaxPendingWrites: broker.DefaultMaxPendingWrites,
+			ListLimit:        commands.DefaultListLimit,
+			ReplyTimeout:     hooks.DefaultReplyTimeout,
 		},
 		Auth: authConfig{
 			Mode:   authModeNone,

@@ -98,6 +98,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 		ps.addf("limits.max_packet_size", "must be at most %d, the largest MQTT packet, got %d", maxMQTTPacketSize, c.Limits.MaxPacketSize)
 	}
 	checkPositive(&ps, "limits.max_queued", c.Limits.MaxQueued)
+	checkPositive(&ps, "limits.max_pending_writes", c.Limits.MaxPendingWrites)
 	c.Limits.check(&ps)
 	if c.ShutdownGrace <= 0 {
 		ps.addf("shutdown_grace", "must be positive, got %s", c.ShutdownGrace)
@@ -133,6 +134,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	opts.HistoryMaxGetMessages = c.History.MaxGetMessages
 	opts.MaxPacketSize = uint32(c.Limits.MaxPacketSize) // checked: 1..maxMQTTPacketSize
 	opts.MaxQueued = c.Limits.MaxQueued
+	opts.MaxPendingWrites = c.Limits.MaxPendingWrites
 	opts.ListLimit = c.Limits.ListLimit
 	opts.MaxRoomsPerUser = c.Limits.MaxRoomsPerUser
 	opts.MaxRoomMessageSize = c.Limits.MaxRoomMessageSize
