@@ -204,12 +204,22 @@ func (s *Service) roomHistoryInfo(ctx context.Context, c Caller, args json.RawMe
 	return s.rooms.HistoryInfo(ctx, a.Room.Name)
 }
 
-func messagesJSON(msgs []*rooms.Message) []json.RawMessage {
-	out := make([]json.RawMessage, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.JSON()
+// messagesJSON returns the JSON array of msgs, built from their JSON forms (which are valid
+// and compact already) without encoding them again.
+func messagesJSON(msgs []*rooms.Message) json.RawMessage {
+	n := 2
+	for _, m := range msgs {
+		n += len(m.JSON()) + 1
 	}
-	return out
+	out := make([]byte, 0, n)
+	out = append(out, '[')
+	for i, m := range msgs {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, m.JSON()...)
+	}
+	return append(out, ']')
 }
 
 func (s *Service) roomHistoryGet(ctx context.Context, c Caller, args json.RawMessage) (any, error) {

@@ -177,6 +177,23 @@ type rpcResponse struct {
 	CorrelationData json.RawMessage `json:"correlationData,omitempty"`
 }
 
+// encodeResponse encodes resp. A result that is JSON already (json.RawMessage, such as a
+// history) is copied as it is: encoding/json would check and compact it byte by byte again.
+func encodeResponse(resp rpcResponse) ([]byte, error) {
+	raw, ok := resp.Result.(json.RawMessage)
+	if !ok || resp.Error != nil {
+		return json.Marshal(resp)
+	}
+	out := make([]byte, 0, len(raw)+len(resp.CorrelationData)+32)
+	out = append(out, `{"result":`...)
+	out = append(out, raw...)
+	if len(resp.CorrelationData) > 0 {
+		out = append(out, `,"correlationData":`...)
+		out = append(out, resp.CorrelationData...)
+	}
+	return append(out, '}'), nil
+}
+
 // errRateLimited is the error of a PUBLISH over the connection's rate limit.
 var errRateLimited = wire.NewError(wire.CodeRateLimited, "publish rate limit exceeded")
 
@@ -237,7 +254,7 @@ func (r *Router) rpc(c *conn, pk packets.Packet, command string, refusal error) 
 	} else {
 		props.CorrelationData = correlation
 	}
-	payload, mErr := json.Marshal(resp)
+	payload, mErr := encodeResponse(resp)
 	if mErr != nil {
 		r.log.Error("encode response", logKeyCommand, command, logKeyError, mErr)
 		return pk, packets.CodeSuccessIgnore
