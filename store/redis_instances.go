@@ -72,15 +72,7 @@ return {1}
 
 // setRetainedScript stores or removes a retained message. KEYS: the retained hash, the version
 // key. ARGV: topic, "1" to remove or "0" to store, message. Returns {version}.
-var setRetainedScript = redis.NewScript(`
-local t = redis.call('TIME')
-local version = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local prev = tonumber(redis.call('GET', KEYS[2]) or '')
-if prev and prev >= version then
-	version = prev + 1
-end
-version = string.format('%.0f', version)
-redis.call('SET', KEYS[2], version)
+var setRetainedScript = redis.NewScript(nextVersion + `
 if ARGV[2] == '1' then
 	redis.call('HDEL', KEYS[1], ARGV[1])
 else
