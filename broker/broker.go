@@ -38,8 +38,8 @@ type Broker struct {
 	commands *commands.Service
 	router   *hooks.Router
 	mqtt     *mqtt.Server
-	tcp      *listeners.TCP
-	tls      *listeners.TCP
+	tcp      *listeners.Net
+	tls      *listeners.Net
 	ws       *mqttws.Listener
 	http     *http.Server
 	httpLn   net.Listener
@@ -52,7 +52,7 @@ type Broker struct {
 }
 
 // New assembles a broker from opts. Nothing listens until Start.
-func New(opts Options) (*Broker, error) {
+func New(opts Options) (_ *Broker, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -92,6 +92,14 @@ func New(opts Options) (*Broker, error) {
 	}
 	st = metrics.InstrumentStore(st, opts.Metrics)
 	b := &Broker{opts: opts, log: log, store: st, stop: make(chan struct{})}
+	var opened []net.Listener // closed again when New fails
+	defer func() {
+		if err != nil {
+			for _, ln := range opened {
+				_ = ln.Close()
+			}
+		}
+	}()
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true // MOCHI-NOTES 16
@@ -104,7 +112,6 @@ func New(opts Options) (*Broker, error) {
 	policy := acl.Policy{Rules: opts.TopicRules}
 	var router *hooks.Router
 	notifier := &lateNotifier{}
-	var err error
 	b.rooms, err = rooms.New(rooms.Options{
 		Store:                 st,
 		Checkers:              opts.Checkers,
@@ -197,7 +204,12 @@ func New(opts Options) (*Broker, error) {
 	}
 
 	if opts.MQTTAddr != "" {
-		b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.MQTTAddr})
+		ln, err := net.Listen("tcp", opts.MQTTAddr)
+		if err != nil {
+			return nil, fmt.Errorf("broker: listen for MQTT on %s: %w", opts.MQTTAddr, err)
+		}
+		opened = append(opened, ln)
+		b.tcp = listeners.NewNet("tcp", batchListener{ln})
 		if err := b.mqtt.AddListener(safeClose{b.tcp, b.mqtt}); err != nil {
 			return nil, fmt.Errorf("broker: listen for MQTT on %s: %w", opts.MQTTAddr, err)
 		}
@@ -206,7 +218,14 @@ func New(opts Options) (*Broker, error) {
 		return nil, errors.New("broker: MQTTTLSAddr and HTTPTLS need Options.TLS")
 	}
 	if opts.MQTTTLSAddr != "" {
-		b.tls = listeners.NewTCP(listeners.Config{ID: "tls", Address: opts.MQTTTLSAddr, TLSConfig: opts.TLS})
+		ln, err := net.Listen("tcp", opts.MQTTTLSAddr)
+		if err != nil {
+			return nil, fmt.Errorf("broker: listen for MQTT over TLS on %s: %w", opts.MQTTTLSAddr, err)
+		}
+		opened = append(opened, ln)
+		// The batches are gathered above TLS, so that a batch is one TLS record, not one per
+		// packet.
+		b.tls = listeners.NewNet("tls", batchListener{tls.NewListener(ln, opts.TLS)})
 		if err := b.mqtt.AddListener(safeClose{b.tls, b.mqtt}); err != nil {
 			return nil, fmt.Errorf("broker: listen for MQTT over TLS on %s: %w", opts.MQTTTLSAddr, err)
 		}

@@ -140,9 +140,10 @@ func (o *outbox) closeLocked() {
 	}
 }
 
-// next takes the next packet that may be written now, waiting for quota when needed. It
-// returns false when the queue is empty or the outbox closed, and the drain loop ends.
-func (o *outbox) next() (packets.Packet, bool) {
+// next takes the next packet that may be written now, waiting for quota when needed (after
+// calling beforeWait). It returns false when the queue is empty or the outbox closed, and the
+// drain loop ends.
+func (o *outbox) next(beforeWait func()) (packets.Packet, bool) {
 	for {
 		o.mu.Lock()
 		if o.closed || len(o.queue) == 0 {
@@ -154,6 +155,7 @@ func (o *outbox) next() (packets.Packet, bool) {
 		pk := it.pk
 		if pk.FixedHeader.Qos > 0 && len(o.inflight) >= o.limit {
 			o.mu.Unlock()
+			beforeWait()
 			select {
 			case <-o.wake:
 			case <-o.done:
@@ -210,12 +212,41 @@ func (o *outbox) packetIDLocked() (uint16, bool) {
 	return 0, false
 }
 
-// drain writes queued packets until the queue is empty.
+// batchWriter is a connection that gathers the writes between StartBatch and EndBatch into
+// fewer system calls (the broker's TCP and TLS connections are).
+type batchWriter interface {
+	StartBatch()
+	EndBatch() error
+}
+
+// drain writes queued packets until the queue is empty. On a batchWriter connection the
+// packets written in a row go out together; the batch ends when the queue is empty or the
+// client's quota is used up, so that nothing waits in it.
 func (o *outbox) drain() {
+	bw, _ := o.cl.Net.Conn.(batchWriter)
+	batching := false
+	endBatch := func() error {
+		if !batching {
+			return nil
+		}
+		batching = false
+		return bw.EndBatch()
+	}
 	for {
-		pk, ok := o.next()
+		pk, ok := o.next(func() {
+			if endBatch() != nil {
+				o.close()
+			}
+		})
 		if !ok {
+			if endBatch() != nil {
+				o.close()
+			}
 			return
+		}
+		if bw != nil && !batching {
+			bw.StartBatch()
+			batching = true
 		}
 		err := o.cl.WritePacket(pk)
 		switch {
@@ -229,6 +260,7 @@ func (o *outbox) drain() {
 				o.complete(pk.PacketID)
 			}
 		default:
+			_ = endBatch()
 			o.close()
 			return
 		}
