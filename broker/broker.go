@@ -138,6 +138,7 @@ func New(opts Options) (*Broker, error) {
 			NotifyAccessLists: opts.NotifyAccessLists,
 			MaxMessageSize:    opts.MaxRoomMessageSize,
 		},
+		Hooks:  opts.Hooks,
 		Logger: log,
 	})
 	if err != nil {
@@ -150,6 +151,7 @@ func New(opts Options) (*Broker, error) {
 		Connections:   st,
 		Logger:        log,
 		Metrics:       opts.Metrics,
+		Hooks:         b.commands.Hooks(),
 
 		MaxConnectionsPerUser:         opts.MaxConnectionsPerUser,
 		MaxSubscriptionsPerConnection: opts.MaxSubscriptionsPerConnection,
