@@ -36,6 +36,7 @@ type Broker struct {
 	rooms    *rooms.Service
 	devices  *devices.Registry
 	commands *commands.Service
+	api      *commands.API
 	router   *hooks.Router
 	mqtt     *mqtt.Server
 	tcp      *listeners.TCP
@@ -184,6 +185,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	notifier.Router = router
 	b.router = router
+	if b.api, err = commands.NewAPI(b.commands, opts.Admins[0]); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
 	opts.Metrics.SetCommands(b.commands.Names())
 	opts.Metrics.ObserveLocal(router)
 	b.commands.SetTransport(router)
@@ -442,6 +446,7 @@ func (b *Broker) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/mqtt", b.ws)
 	mux.Handle("GET /metrics", b.opts.Metrics.Handler())
+	mux.Handle("/api/", b.adminHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
