@@ -31,3 +31,8 @@ func (b *Broker) adminHandler() http.Handler {
 		_, _ = w.Write([]byte(`{"error":{"code":"notFound","message":"the admin API is off: no admin token is configured"}}` + "\n"))
 	})
 }
+
+// Hooks returns the broker's command and connection hooks (Options.Hooks, or the empty set
+// the broker made), to register hooks after New and before Start: hooks that need the
+// broker's API, for example.
+func (b *Broker) Hooks() *commands.Hooks { return b.commands.Hooks() }
