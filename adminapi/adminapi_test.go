@@ -11,6 +11,7 @@ import (
 
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/store"
 )
 
 const token = "s3cret-admin-token"
@@ -258,4 +259,35 @@ func TestUsers(t *testing.T) {
 		return out["online"] == false
 	})
 	a.want("DELETE", "/api/users/a+b/connections", nil, 400, "invalidName")
+}
+
+// On instances sharing a store, disconnecting a user ends their connections on every
+// instance, and a direct message reaches them wherever they are connected.
+func TestUsersAcrossInstances(t *testing.T) {
+	st := store.NewMemory()
+	b1 := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store, o.AdminToken = st, token })
+	b2 := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = st })
+	a := &api{t: t, b: b1, base: "http://" + b1.HTTPAddr(), token: token}
+	dan1 := mqtttest.Dial(t, "dan", mqtttest.Options{URL: tcpURL(b1)})
+	dan2 := mqtttest.Dial(t, "dan", mqtttest.Options{URL: tcpURL(b2)})
+	dan2.MustSubscribe("users/dan/inbox")
+
+	out := a.want("GET", "/api/users/dan", nil, 200, "")
+	if conns, _ := out["connections"].([]any); len(conns) != 2 {
+		t.Fatalf("presence %v, want two connections", out)
+	}
+	a.want("POST", "/api/users/dan/messages", map[string]any{"message": map[string]string{"textMessage": "hello"}}, 200, "")
+	dan2.Expect("users/dan/inbox")
+
+	out = a.want("DELETE", "/api/users/dan/connections", nil, 200, "")
+	if out["disconnected"] != 2.0 {
+		t.Errorf("disconnect: %v", out)
+	}
+	for _, c := range []*mqtttest.Client{dan1, dan2} {
+		select {
+		case <-c.Lost():
+		case <-time.After(mqtttest.Timeout):
+			t.Fatalf("%s still connected", c.ID)
+		}
+	}
 }
