@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -288,6 +290,27 @@ func TestUsersAcrossInstances(t *testing.T) {
 		case <-c.Lost():
 		case <-time.After(mqtttest.Timeout):
 			t.Fatalf("%s still connected", c.ID)
+		}
+	}
+}
+
+// Every endpoint docs/api.md documents exists, and every route is documented.
+func TestDocumentedEndpoints(t *testing.T) {
+	doc, err := os.ReadFile("../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	heading := regexp.MustCompile("(?m)^### `(GET|POST|DELETE) (/api/[^`]*)`")
+	found := heading.FindAllStringSubmatch(string(doc), -1)
+	if len(found) != 10 {
+		t.Errorf("docs/api.md documents %d endpoints, want the 10 routes of handler.go", len(found))
+	}
+	a := start(t)
+	for _, m := range found {
+		path := strings.NewReplacer("{room}", "general", "{user}", "nobody").Replace(m[2])
+		_, out := a.do(m[1], path, "{}")
+		if e, _ := out["error"].(map[string]any); e != nil && e["code"] == "notFound" {
+			t.Errorf("documented endpoint %s %s does not exist", m[1], m[2])
 		}
 	}
 }
