@@ -244,3 +244,71 @@ func TestConnectionHooks(t *testing.T) {
 		t.Errorf("eve's subscriptions: %v", subs)
 	}
 }
+
+// Native messages reach the hooks in their RPC form — JSON as is, other bytes and binary
+// rooms as {"binary": base64} — and are posted unchanged when the hooks change nothing.
+func TestNativeMessageHookArgs(t *testing.T) {
+	h := commands.NewHooks()
+	seen := make(chan string, 10)
+	record := func(_ context.Context, call *commands.Call) (any, error) {
+		if call.Native {
+			seen <- call.Command + " " + string(call.Args)
+		}
+		var a struct{ Message json.RawMessage }
+		if err := call.Decode(&a); err != nil {
+			return nil, err
+		}
+		if string(a.Message) == `{"textMessage":"blocked"}` {
+			return nil, wire.NewError(wire.CodeNotAllowed, "blocked")
+		}
+		return nil, nil
+	}
+	h.Before(commands.CommandRoomMessage, record)
+	h.Before(commands.CommandDirectMessage, record)
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.Hooks = h })
+	alice := mqtttest.Dial(t, "alice", mqtttest.Options{URL: tcpURL(b)})
+	bob := mqtttest.Dial(t, "bob", mqtttest.Options{URL: tcpURL(b)})
+	bob.MustSubscribe("users/bob/inbox")
+	alice.MustRPC("roomCreate", map[string]any{"room": "bits", "checker": "binary"}, nil)
+	alice.MustSubscribe("rooms/bits")
+
+	for _, c := range []struct {
+		payload, args string
+	}{
+		{"\x00\x01raw", `{"room":"bits","message":{"binary":"AAFyYXc="}}`},
+		{`{"json":true}`, `{"room":"bits","message":{"binary":"eyJqc29uIjp0cnVlfQ=="}}`},
+	} {
+		if code := alice.Publish("rooms/bits", 1, []byte(c.payload), nil); code != 0 {
+			t.Fatalf("publish %q: 0x%02x", c.payload, code)
+		}
+		if got := <-seen; got != "roomMessage "+c.args {
+			t.Errorf("hook saw %s, want roomMessage %s", got, c.args)
+		}
+		if p := alice.Expect("rooms/bits"); string(p.Payload) != c.payload {
+			t.Errorf("delivered %q, want %q", p.Payload, c.payload)
+		}
+	}
+	// Not JSON in a text room: refused as without hooks.
+	if code := alice.Publish("rooms/general", 1, []byte("plain"), nil); code != 0x99 {
+		t.Errorf("plain text to a text room: 0x%02x, want 0x99", code)
+	}
+	<-seen
+
+	// Direct messages.
+	if code := alice.Publish("users/bob/inbox", 1, []byte(`{"textMessage":"psst"}`), nil); code != 0 {
+		t.Fatalf("direct message: 0x%02x", code)
+	}
+	if got := <-seen; got != `directMessage {"user":"bob","message":{"textMessage":"psst"}}` {
+		t.Errorf("hook saw %s", got)
+	}
+	if got := textOf(t, bob.Expect("users/bob/inbox")); got != "psst" {
+		t.Errorf("bob got %q", got)
+	}
+	if code := alice.Publish("users/bob/inbox", 1, []byte(`{"textMessage":"blocked"}`), nil); code != 0x87 {
+		t.Errorf("direct message a hook refused: 0x%02x, want 0x87", code)
+	}
+	<-seen
+	if code := alice.RPCErrorCode("directMessage", map[string]any{"user": "bob", "message": map[string]string{"textMessage": "blocked"}}); code != wire.CodeNotAllowed {
+		t.Errorf("directMessage RPC a hook refused: %s", code)
+	}
+}
