@@ -23,6 +23,14 @@ const (
 	CommandDirectMessage = "directMessage"
 )
 
+// Log keys of the hooks' logs.
+const (
+	logKeyHook   = "hook"
+	logKeyClient = "client"
+	logKeyRoom   = "room"
+	logKeyError  = "error"
+)
+
 // AllCommands, given as the command of Hooks.Before or Hooks.After, registers a hook for every
 // command.
 const AllCommands = "*"
@@ -265,8 +273,8 @@ func (h *Hooks) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// chains returns the Before and After hooks of command: the command's own, then those for
-// every command.
+// chains returns the Before hooks of command (those for every command first) and its After
+// hooks (those for every command last).
 func (h *Hooks) chains(command string) ([]BeforeHook, []AfterHook) {
 	if h == nil {
 		return nil, nil
@@ -294,10 +302,10 @@ func (h *Hooks) active(command string) bool {
 var errHookPanic = errors.New("hook panicked")
 
 // safely runs f, turning a panic into an error wrapping errHookPanic.
-func safely(what string, f func() error) (err error) {
+func safely(f func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%s: %w: %v", what, errHookPanic, p)
+			err = fmt.Errorf("%w: %v", errHookPanic, p)
 		}
 	}()
 	return f()
@@ -311,7 +319,7 @@ func (h *Hooks) run(ctx context.Context, call *Call, exec func(context.Context, 
 	var out Outcome
 	for i, f := range before {
 		var res any
-		err := safely(fmt.Sprintf("before hook %d of %s", i+1, call.Command), func() error {
+		err := safely(func() error {
 			var err error
 			res, err = f(ctx, call)
 			return err
@@ -334,9 +342,8 @@ func (h *Hooks) run(ctx context.Context, call *Call, exec func(context.Context, 
 		}
 	}
 	for i, f := range after {
-		what := fmt.Sprintf("after hook %d of %s", i+1, call.Command)
-		if err := safely(what, func() error { return f(ctx, call, &out) }); err != nil {
-			out.Result, out.Err = nil, wrapHookErr(what, err)
+		if err := safely(func() error { return f(ctx, call, &out) }); err != nil {
+			out.Result, out.Err = nil, wrapHookErr(fmt.Sprintf("after hook %d of %s", i+1, call.Command), err)
 		}
 	}
 	return out
@@ -362,7 +369,7 @@ func (h *Hooks) Connect(ctx context.Context, conn *Connection) error {
 	hooks := h.connect
 	h.mu.RUnlock()
 	for i, f := range hooks {
-		if err := safely(fmt.Sprintf("connect hook %d", i+1), func() error { return f(ctx, conn) }); err != nil {
+		if err := safely(func() error { return f(ctx, conn) }); err != nil {
 			return wrapHookErr(fmt.Sprintf("connect hook %d", i+1), err)
 		}
 	}
@@ -379,8 +386,8 @@ func (h *Hooks) Disconnected(ctx context.Context, conn *Connection, cause error)
 	h.mu.RUnlock()
 	for i, f := range hooks {
 		what := fmt.Sprintf("disconnect hook %d", i+1)
-		if err := safely(what, func() error { return f(ctx, conn, cause) }); err != nil {
-			h.logger().Error("hook failed", "hook", what, "client", conn.ClientID, "error", err)
+		if err := safely(func() error { return f(ctx, conn, cause) }); err != nil {
+			h.logger().Error("hook failed", logKeyHook, what, logKeyClient, conn.ClientID, logKeyError, err)
 		}
 	}
 }
@@ -404,8 +411,8 @@ func (h *Hooks) roomHooks(ctx context.Context, conn *Connection, room, kind stri
 	h.mu.RUnlock()
 	for i, f := range hooks {
 		what := fmt.Sprintf("%s hook %d", kind, i+1)
-		if err := safely(what, func() error { return f(ctx, conn, room) }); err != nil {
-			h.logger().Error("hook failed", "hook", what, "client", conn.ClientID, "room", room, "error", err)
+		if err := safely(func() error { return f(ctx, conn, room) }); err != nil {
+			h.logger().Error("hook failed", logKeyHook, what, logKeyClient, conn.ClientID, logKeyRoom, room, logKeyError, err)
 		}
 	}
 }
@@ -457,7 +464,7 @@ func (s *Service) NativeRoom(ctx context.Context, c Caller, command, room string
 	case !out.Skipped:
 		return out.Err
 	case command == CommandRoomLeave:
-		s.log.Warn("a Before hook cannot refuse a native leave; leaving", "client", c.ClientID, "room", room, "error", out.Err)
+		s.log.Warn("a Before hook cannot refuse a native leave; leaving", logKeyClient, c.ClientID, logKeyRoom, room, logKeyError, out.Err)
 		_, err := exec(ctx, nil)
 		return err
 	case out.Err != nil:
