@@ -417,16 +417,6 @@ func (h *Hooks) roomHooks(ctx context.Context, conn *Connection, room, kind stri
 	}
 }
 
-// HasConnectionHooks reports whether any connect, disconnect, join or leave hook is registered.
-func (h *Hooks) HasConnectionHooks() bool {
-	if h == nil {
-		return false
-	}
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.connect)+len(h.disconnect)+len(h.join)+len(h.leave) > 0
-}
-
 // MessageResult is the result of roomMessage: the id, and for hooks the posted message.
 type MessageResult struct {
 	// ID is the message id.
