@@ -312,3 +312,28 @@ func TestNativeMessageHookArgs(t *testing.T) {
 		t.Errorf("directMessage RPC a hook refused: %s", code)
 	}
 }
+
+// A native join that an After hook fails is undone: SUBACK refusal, no membership.
+func TestNativeJoinFailedAfter(t *testing.T) {
+	h := commands.NewHooks()
+	h.After(commands.CommandRoomJoin, func(_ context.Context, call *commands.Call, out *commands.Outcome) error {
+		if call.Native && out.Err == nil {
+			return errors.New("audit log unavailable")
+		}
+		return nil
+	})
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.Hooks = h })
+	alice := mqtttest.Dial(t, "alice", mqtttest.Options{URL: tcpURL(b)})
+	if codes := alice.Subscribe(nil, paho.SubscribeOptions{Topic: "rooms/general", QoS: 1}); codes[0] != 0x80 {
+		t.Errorf("SUBACK 0x%02x, want 0x80", codes[0])
+	}
+	if code := alice.RPCErrorCode("roomHistoryInfo", map[string]any{"room": "general"}); code != wire.CodeNotJoined {
+		t.Errorf("roomHistoryInfo after the refused join: %s, want notJoined", code)
+	}
+	admin := mqtttest.Dial(t, "admin", mqtttest.Options{URL: tcpURL(b)})
+	var users []string
+	admin.MustRPC("roomGetAccessList", map[string]any{"room": "general", "list": "userlist"}, &users)
+	if len(users) != 0 {
+		t.Errorf("userlist %v, want none", users)
+	}
+}

@@ -121,7 +121,7 @@ type BeforeHook func(ctx context.Context, call *Call) (result any, err error)
 // AfterHook runs after a command, also when it failed or a Before hook ended it. It sees and
 // may change out (replace or add to the result, replace the error). A returned error replaces
 // the outcome's error. For native calls the change reaches the client only as an error (the
-// PUBACK or SUBACK reason code); what happened (a message posted, a room joined) stays.
+// PUBACK or SUBACK reason code); a posted message stays posted, a native join is undone.
 type AfterHook func(ctx context.Context, call *Call, out *Outcome) error
 
 // Connection is a client connection as the connection hooks see it. Connect hooks may attach

@@ -97,3 +97,18 @@ func refusedSubscription(cl *mqtt.Client, err error) packets.Code {
 	}
 	return code
 }
+
+// leaveIfJoined leaves room when connection c is joined to it, so that a refused SUBSCRIBE
+// leaves no membership behind: a join an After hook failed after it happened, or a refused
+// resubscription.
+func (r *Router) leaveIfJoined(ctx context.Context, c *conn, room string) {
+	c.mu.Lock()
+	_, joined := c.rooms[room]
+	c.mu.Unlock()
+	if !joined {
+		return
+	}
+	if _, err := r.leaveRoom(ctx, c, room); err != nil {
+		r.log.Error("leave a refused room", logKeyClient, c.cl.ID, logKeyRoom, room, logKeyError, err)
+	}
+}

@@ -41,6 +41,7 @@ func (r *Router) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []
 			// The room went away between the ACL check and now, or a hook refused the join.
 			r.log.Info("join refused", logKeyClient, cl.ID, logKeyRoom, t.Name, logKeyError, err)
 			r.dropSubscription(cl, sub.Filter)
+			r.leaveIfJoined(ctx, c, t.Name)
 			reasonCodes[i] = refusedSubscription(cl, err).Code // written after this hook
 		}
 	}
