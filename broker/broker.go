@@ -36,6 +36,7 @@ type Broker struct {
 	rooms    *rooms.Service
 	devices  *devices.Registry
 	commands *commands.Service
+	api      *commands.API
 	router   *hooks.Router
 	mqtt     *mqtt.Server
 	tcp      *listeners.Net
@@ -149,6 +150,7 @@ func New(opts Options) (_ *Broker, err error) {
 			NotifyAccessLists: opts.NotifyAccessLists,
 			MaxMessageSize:    opts.MaxRoomMessageSize,
 		},
+		Hooks:  opts.Hooks,
 		Logger: log,
 	})
 	if err != nil {
@@ -161,6 +163,7 @@ func New(opts Options) (_ *Broker, err error) {
 		Connections:   st,
 		Logger:        log,
 		Metrics:       opts.Metrics,
+		Hooks:         b.commands.Hooks(),
 
 		MaxConnectionsPerUser:         opts.MaxConnectionsPerUser,
 		MaxSubscriptionsPerConnection: opts.MaxSubscriptionsPerConnection,
@@ -193,6 +196,9 @@ func New(opts Options) (_ *Broker, err error) {
 	}
 	notifier.Router = router
 	b.router = router
+	if b.api, err = commands.NewAPI(b.commands, opts.Admins[0]); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
 	opts.Metrics.SetCommands(b.commands.Names())
 	opts.Metrics.ObserveLocal(router)
 	b.commands.SetTransport(router)
@@ -463,6 +469,7 @@ func (b *Broker) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/mqtt", b.ws)
 	mux.Handle("GET /metrics", b.opts.Metrics.Handler())
+	mux.Handle("/api/", b.adminHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

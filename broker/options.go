@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/devices"
 	"github.com/roomq/roomq/hooks"
 	"github.com/roomq/roomq/metrics"
@@ -114,6 +115,14 @@ type Options struct {
 	MaxPendingWrites int
 	// ShutdownGrace bounds Shutdown when its context has no deadline (default 10 s).
 	ShutdownGrace time.Duration
+
+	// Hooks run before and after every command and its native MQTT equivalents, and when
+	// clients connect, disconnect, join and leave rooms (see docs/api.md); nil means none.
+	// Register them before Start.
+	Hooks *commands.Hooks
+	// AdminToken is the bearer token of the admin HTTP API under /api/ (docs/api.md); empty
+	// turns the API off.
+	AdminToken string
 
 	// Logger receives the broker's logs; nil means slog.Default().
 	Logger *slog.Logger

@@ -154,8 +154,43 @@ func (s *Service) roomLeave(ctx context.Context, c Caller, args json.RawMessage)
 	return connectionsResult{j.Connections}, nil
 }
 
-// PostRoom posts payload to room as the caller: the native equivalent of roomMessage.
+// PostRoom posts payload to room as the caller: the native equivalent of roomMessage, through
+// its hooks. It returns a nil message and no error when a Before hook ended the call with a
+// result. With hooks registered for roomMessage it reads the room once more, to give the
+// hooks the message in its RPC form.
 func (s *Service) PostRoom(ctx context.Context, c Caller, room string, payload []byte) (*rooms.Message, error) {
+	if !s.hooks.active(CommandRoomMessage) {
+		return s.postRoom(ctx, c, room, payload)
+	}
+	message, wrapped := json.RawMessage(payload), false
+	r, err := s.rooms.Room(ctx, room)
+	if !json.Valid(payload) || (err == nil && r.Checker == rooms.CheckerBinary) {
+		message, wrapped = binaryJSON(payload), true
+	}
+	args, err := json.Marshal(struct {
+		Room    string          `json:"room"`
+		Message json.RawMessage `json:"message"`
+	}{room, message})
+	if err != nil {
+		return nil, fmt.Errorf("post to room %q: %w", room, err)
+	}
+	call := &Call{Caller: c, Command: CommandRoomMessage, Args: args, Native: true, wrapped: wrapped}
+	out := s.hooks.run(ctx, call, func(ctx context.Context, call *Call) (any, error) {
+		return s.postMessageArgs(ctx, call.Caller, call.Args, call.wrapped)
+	})
+	return out.Message, out.Err
+}
+
+// binaryJSON returns payload in the {"binary": "<base64>"} form.
+func binaryJSON(payload []byte) json.RawMessage {
+	b, _ := json.Marshal(struct {
+		Binary []byte `json:"binary"`
+	}{payload}) // cannot fail
+	return b
+}
+
+// postRoom is PostRoom without hooks.
+func (s *Service) postRoom(ctx context.Context, c Caller, room string, payload []byte) (*rooms.Message, error) {
 	a, err := s.access(ctx, c, room)
 	if err != nil {
 		return nil, err
@@ -167,6 +202,13 @@ func (s *Service) PostRoom(ctx context.Context, c Caller, room string, payload [
 }
 
 func (s *Service) roomMessage(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
+	return s.postMessageArgs(ctx, c, args, false)
+}
+
+// postMessageArgs posts the message of roomMessage arguments. The message is the payload, or
+// its {"binary": "<base64>"} form in binary rooms and when wrapped (a native payload that is
+// not JSON).
+func (s *Service) postMessageArgs(ctx context.Context, c Caller, args json.RawMessage, wrapped bool) (any, error) {
 	var a struct {
 		Room    string          `json:"room"`
 		Message json.RawMessage `json:"message"`
@@ -178,7 +220,7 @@ func (s *Service) roomMessage(ctx context.Context, c Caller, args json.RawMessag
 		return nil, err
 	}
 	payload := []byte(a.Message)
-	if r, err := s.rooms.Room(ctx, a.Room); err == nil && r.Checker == rooms.CheckerBinary {
+	if r, err := s.rooms.Room(ctx, a.Room); wrapped || (err == nil && r.Checker == rooms.CheckerBinary) {
 		var b struct {
 			Binary []byte `json:"binary"`
 		}
@@ -187,13 +229,11 @@ func (s *Service) roomMessage(ctx context.Context, c Caller, args json.RawMessag
 		}
 		payload = b.Binary
 	}
-	m, err := s.PostRoom(ctx, c, a.Room, payload)
+	m, err := s.postRoom(ctx, c, a.Room, payload)
 	if err != nil {
 		return nil, err
 	}
-	return struct {
-		ID uint64 `json:"id"`
-	}{m.ID}, nil
+	return &MessageResult{ID: m.ID, Message: m}, nil
 }
 
 func (s *Service) roomHistoryInfo(ctx context.Context, c Caller, args json.RawMessage) (any, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/mqttws"
 	"github.com/roomq/roomq/store"
@@ -40,6 +41,8 @@ type AuthOptions struct {
 	Logger *slog.Logger
 	// Metrics counts refused connections; nil counts nothing.
 	Metrics *metrics.Metrics
+	// Hooks holds the connect hooks run after authentication; nil means none.
+	Hooks *commands.Hooks
 }
 
 // Auth is the one hook that answers OnConnectAuthenticate and OnACLCheck. Never install Mochi's
@@ -55,6 +58,7 @@ type Auth struct {
 	timeout time.Duration
 	log     *slog.Logger
 	metrics *metrics.Metrics
+	hooks   *commands.Hooks
 
 	mu sync.RWMutex
 	// ids holds the identity of every client, connected or the offline holder of a session
@@ -65,6 +69,8 @@ type Auth struct {
 	// overLimit holds, per client, the filters of the SUBSCRIBE being processed that are over
 	// the subscription limit, so that OnACLCheck refuses them and OnPacketEncode reports 0x97.
 	overLimit map[*mqtt.Client]map[string]bool
+	// hooked holds the commands.Connection of every client in ids.
+	hooked map[*mqtt.Client]*commands.Connection
 }
 
 var _ mqtt.Hook = (*Auth)(nil)
@@ -93,7 +99,9 @@ func NewAuth(opts AuthOptions) (*Auth, error) {
 		timeout: opts.Timeout,
 		log:     opts.Logger,
 		metrics: opts.Metrics,
+		hooks:   opts.Hooks,
 		ids:     make(map[*mqtt.Client]acl.Identity),
+		hooked:  make(map[*mqtt.Client]*commands.Connection),
 		byID:    make(map[string]*mqtt.Client),
 
 		overLimit: make(map[*mqtt.Client]map[string]bool),
@@ -150,9 +158,13 @@ func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) (err error) {
 			return err
 		}
 	}
+	if err := a.runConnectHooks(ctx, cl, id); err != nil {
+		return err
+	}
 	a.mu.Lock()
 	if old := a.byID[cl.ID]; old != nil && old != cl && old.Closed() {
 		delete(a.ids, old) // an offline session, resumed or replaced now
+		delete(a.hooked, old)
 	}
 	a.byID[cl.ID] = cl
 	a.ids[cl] = id
@@ -330,6 +342,7 @@ func (a *Auth) OnClientExpired(cl *mqtt.Client) {
 // forgetLocked forgets cl. Lock a.mu must be held.
 func (a *Auth) forgetLocked(cl *mqtt.Client) {
 	delete(a.ids, cl)
+	delete(a.hooked, cl)
 	if a.byID[cl.ID] == cl {
 		delete(a.byID, cl.ID)
 	}

@@ -37,7 +37,7 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if !ok {
 		return pk, packets.ErrRejectPacket
 	}
-	caller := commands.Caller{Identity: c.session.Identity, ClientID: cl.ID}
+	caller := commands.Caller{Identity: c.session.Identity, ClientID: cl.ID, Conn: c.hook}
 	t := wire.ParseTopic(pk.TopicName)
 	r.opts.Metrics.MessageIn(messageKind(t.Kind))
 	if c.limiter != nil && !c.limiter.Allow() {
@@ -230,7 +230,7 @@ func (r *Router) rpc(c *conn, pk packets.Packet, command string, refusal error) 
 	case !json.Valid(args) && len(bytes.TrimSpace(args)) > 0:
 		err = wire.NewError(wire.CodeBadArgument, "arguments: invalid JSON")
 	default:
-		result, err = r.exec(ctx, commands.Caller{Identity: c.session.Identity, ClientID: c.cl.ID}, command, args)
+		result, err = r.exec(ctx, commands.Caller{Identity: c.session.Identity, ClientID: c.cl.ID, Conn: c.hook}, command, args)
 	}
 	if err != nil {
 		resp.Error = wire.AsError(err)

@@ -157,6 +157,8 @@ type conn struct {
 	session *devices.Session
 	out     *outbox
 	limiter *rate.Limiter // nil without a publish rate limit
+	// hook is the connection as the connection hooks see it.
+	hook *commands.Connection
 
 	mu    sync.Mutex
 	rooms map[string]*roomSub // joined rooms on this connection
@@ -281,7 +283,7 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		limit = maxClientReceiveWindow
 	}
 	limit = min(limit, r.opts.MaxInflight)
-	c := &conn{cl: cl, rooms: make(map[string]*roomSub)}
+	c := &conn{cl: cl, rooms: make(map[string]*roomSub), hook: r.auth.Connection(cl)}
 	if r.opts.PublishRate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(r.opts.PublishRate), r.opts.PublishBurst)
 	}
@@ -382,9 +384,11 @@ func (r *Router) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		if _, err := r.rooms.Leave(ctx, room, c.session.Identity.User, cl.ID, c.session.ID); err != nil {
 			r.log.Error("leave room on disconnect", logKeyClient, cl.ID, logKeyRoom, room, logKeyError, err)
 		}
+		r.commandHooks().Left(ctx, c.hook, room)
 	}
 	graceful := err == nil
 	r.devices.Disconnected(ctx, c.session, graceful)
+	r.commandHooks().Disconnected(ctx, c.hook, err)
 }
 
 // OnClientExpired forgets the room positions of an expired session.

@@ -45,6 +45,8 @@ type config struct {
 	TLS            tlsConfig     `koanf:"tls"`
 	Store          storeConfig   `koanf:"store"`
 	ShutdownGrace  time.Duration `koanf:"shutdown_grace"`
+	// AdminAPI configures the admin HTTP API (adminapi.go).
+	AdminAPI adminAPIConfig `koanf:"admin_api"`
 
 	// file is the configuration file read, or "" without one.
 	file string

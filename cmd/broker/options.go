@@ -109,6 +109,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	if c.FailureTimeout <= 0 {
 		ps.addf("failure_timeout", "must be positive, got %s", c.FailureTimeout)
 	}
+	adminToken := c.AdminAPI.token(&ps)
 	if err := ps.err("invalid configuration"); err != nil {
 		return broker.Options{}, err
 	}
@@ -144,6 +145,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	opts.MaxSubscriptionsPerConnection = c.Limits.MaxSubscriptionsPerConnection
 	opts.ReplyTimeout = c.Limits.ReplyTimeout
 	opts.ShutdownGrace = c.ShutdownGrace
+	opts.AdminToken = adminToken
 	opts.Logger = logger
 	return opts, nil
 }
