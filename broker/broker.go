@@ -20,6 +20,7 @@ import (
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/devices"
+	"github.com/roomq/roomq/gateway"
 	"github.com/roomq/roomq/hooks"
 	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/mqttws"
@@ -41,6 +42,7 @@ type Broker struct {
 	tcp      *listeners.TCP
 	tls      *listeners.TCP
 	ws       *mqttws.Listener
+	gateway  *gateway.Gateway // the JSON WebSocket gateway on /v1/ws; nil without HTTP
 	http     *http.Server
 	httpLn   net.Listener
 
@@ -232,6 +234,19 @@ func New(opts Options) (*Broker, error) {
 		if opts.HTTPTLS {
 			ln = tls.NewListener(ln, opts.TLS)
 		}
+		b.gateway, err = gateway.New(gateway.Options{
+			Authenticator:         opts.Authenticator,
+			Sessions:              b.devices,
+			Topics:                b.mqtt.Topics,
+			AllowedOrigins:        opts.AllowedOrigins,
+			MaxConnectionsPerUser: opts.MaxConnectionsPerUser,
+			Logger:                log,
+		})
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		notifier.gateway = b.gateway
 		b.httpLn = ln
 		b.http = &http.Server{Handler: b.routes(), ReadHeaderTimeout: defaultReadHeaderTime}
 	}
@@ -240,9 +255,18 @@ func New(opts Options) (*Broker, error) {
 
 // lateNotifier forwards notifications to the router, which is built after the services that
 // notify through it.
-type lateNotifier struct{ *hooks.Router }
+type lateNotifier struct {
+	*hooks.Router
+	gateway *gateway.Gateway // nil without HTTP
+}
 
-func (n *lateNotifier) disconnectAll() { n.DisconnectAll() }
+// disconnectAll ends every connection of this instance, MQTT and gateway alike.
+func (n *lateNotifier) disconnectAll() {
+	n.DisconnectAll()
+	if n.gateway != nil {
+		n.gateway.DisconnectAll()
+	}
+}
 
 // Start creates the configured rooms and starts serving.
 func (b *Broker) Start(ctx context.Context) error {
@@ -406,6 +430,12 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		for _, l := range b.listeners() {
 			safeClose{l, b.mqtt}.Close(nil)
 		}
+		// Gateway connections end while the router still publishes their users' presence.
+		if b.gateway != nil {
+			if err := b.gateway.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := b.mqtt.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close MQTT server: %w", err))
 		}
@@ -443,6 +473,7 @@ func (b *Broker) Ready(ctx context.Context) error {
 func (b *Broker) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/mqtt", b.ws)
+	mux.Handle("/v1/ws", b.gateway)
 	mux.Handle("GET /metrics", b.opts.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
