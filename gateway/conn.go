@@ -70,7 +70,9 @@ func (c *conn) setSubscribed(evs []string, on bool) {
 	}
 }
 
-// push queues frame f without blocking; a client whose queue is full is closed (1008).
+// push queues frame f without blocking. A client whose queue is full has its socket closed
+// at once, without a close frame, which could not get past the frames it did not read: it
+// sees close code 1006 and may connect again.
 func (c *conn) push(f []byte) {
 	select {
 	case <-c.done:
@@ -81,7 +83,8 @@ func (c *conn) push(f []byte) {
 	case c.send <- f:
 	default:
 		c.g.log.Warn("slow gateway client disconnected", logKeyClient, c.session.ClientID, logKeyUser, c.id.User, "queued", cap(c.send))
-		c.close(websocket.ClosePolicyViolation, "too slow")
+		c.close(0, "")
+		_ = c.ws.Close() // ends a write in progress, and readLoop
 	}
 }
 
@@ -123,11 +126,14 @@ func (c *conn) writeLoop() {
 	defer ping.Stop()
 	for {
 		select {
+		case <-c.done: // first: select would pick at random among ready cases
+			c.goodbye()
+			return
+		default:
+		}
+		select {
 		case <-c.done:
-			if c.closeCode != 0 {
-				msg := websocket.FormatCloseMessage(c.closeCode, c.closeText)
-				_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(timeout))
-			}
+			c.goodbye()
 			return
 		case f := <-c.send:
 			_ = c.ws.SetWriteDeadline(time.Now().Add(timeout))
@@ -141,5 +147,13 @@ func (c *conn) writeLoop() {
 				return
 			}
 		}
+	}
+}
+
+// goodbye sends the close frame of the first close, if it has a code.
+func (c *conn) goodbye() {
+	if c.closeCode != 0 {
+		msg := websocket.FormatCloseMessage(c.closeCode, c.closeText)
+		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(c.g.opts.WriteTimeout))
 	}
 }

@@ -110,7 +110,7 @@ type Options struct {
 	// PongTimeout: see PingInterval (DefaultPongTimeout when 0).
 	PongTimeout time.Duration
 	// SendQueue bounds the frames waiting for one client (DefaultSendQueue when 0); a client
-	// that falls further behind is closed (close code 1008).
+	// that falls further behind has its socket closed at once (the client sees 1006).
 	SendQueue int
 	// AuthTimeout bounds the session check (DefaultAuthTimeout when 0).
 	AuthTimeout time.Duration
