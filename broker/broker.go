@@ -190,7 +190,7 @@ func New(opts Options) (*Broker, error) {
 	b.router = router
 	opts.Metrics.SetCommands(b.commands.Names())
 	opts.Metrics.ObserveLocal(router)
-	b.commands.SetTransport(router)
+	b.commands.SetTransport(&transport{Router: router, notifier: notifier})
 	if err := b.mqtt.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
@@ -258,6 +258,21 @@ func New(opts Options) (*Broker, error) {
 type lateNotifier struct {
 	*hooks.Router
 	gateway *gateway.Gateway // nil without HTTP
+}
+
+// transport is the router as the commands' transport, with the gateway's connections: the
+// disconnect command ends those of this instance too.
+type transport struct {
+	*hooks.Router
+	notifier *lateNotifier // its gateway is set once built
+}
+
+// Disconnect implements commands.Transport.
+func (t *transport) Disconnect(clientID string) bool {
+	if gw := t.notifier.gateway; gw != nil && gw.Disconnect(clientID) {
+		return true
+	}
+	return t.Router.Disconnect(clientID)
 }
 
 // disconnectAll ends every connection of this instance, MQTT and gateway alike.

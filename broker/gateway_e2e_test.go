@@ -358,6 +358,27 @@ func TestGatewayPresence(t *testing.T) {
 		t.Fatalf("listOwnSockets = %v, want %s and a gateway connection", sockets, mq.ID)
 	}
 
+	// disconnect ends a gateway connection of the caller (close 1008) on this instance.
+	gw2 := dialGateway(t, b, "alice", false)
+	gw.expectPresence(gateway.EventOnline, "alice", 3)
+	sockets = nil
+	mq.MustRPC("listOwnSockets", map[string]any{}, &sockets)
+	for id := range sockets {
+		if strings.HasPrefix(id, gateway.ClientIDPrefix) && id != gwID {
+			mq.MustRPC("disconnect", map[string]any{"clientId": id}, nil)
+		}
+	}
+	for {
+		_ = gw2.ws.SetReadDeadline(time.Now().Add(mqtttest.Timeout))
+		if _, _, err := gw2.ws.ReadMessage(); err != nil {
+			if !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+				t.Fatalf("after disconnect: %v, want close 1008", err)
+			}
+			break
+		}
+	}
+	gw.expectPresence(gateway.EventOffline, "alice", 2)
+
 	carol := mqtttest.Dial(t, "carol", mqtttest.Options{URL: wsURL(b)})
 	gw.expectPresence(gateway.EventOnline, "carol", 1)
 	if got := gw.lsol(""); got["alice"] != 2 || got["carol"] != 1 || got["watcher"] != 1 || len(got) != 3 {

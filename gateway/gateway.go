@@ -389,6 +389,19 @@ func (g *Gateway) all() []*conn {
 	return out
 }
 
+// Disconnect closes the connection with client id clientID on this gateway (close code 1008,
+// with the reason "disconnected"), as the disconnect command asks; it reports false when there
+// is no such connection here.
+func (g *Gateway) Disconnect(clientID string) bool {
+	for _, c := range g.all() {
+		if c.session.ClientID == clientID {
+			c.close(websocket.ClosePolicyViolation, "disconnected")
+			return true
+		}
+	}
+	return false
+}
+
 // DisconnectAll closes every connection (close code 1013, try again later) and keeps serving:
 // for an instance that the others took for dead, whose connections are no longer recorded.
 func (g *Gateway) DisconnectAll() {
