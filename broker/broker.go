@@ -241,6 +241,7 @@ func New(opts Options) (*Broker, error) {
 			AllowedOrigins:        opts.AllowedOrigins,
 			MaxConnectionsPerUser: opts.MaxConnectionsPerUser,
 			Logger:                log,
+			Metrics:               opts.Metrics,
 		})
 		if err != nil {
 			_ = ln.Close()

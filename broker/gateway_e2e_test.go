@@ -208,6 +208,11 @@ func TestGatewaySession(t *testing.T) {
 		t.Fatalf("same origin: %v", err)
 	}
 	_ = ws.Close()
+	mqtttest.WaitFor(t, mqtttest.Timeout, "gateway connections in /metrics", func() bool {
+		s := scrapeMetrics(t, b)
+		return s.has(2, "roomq_connections", "transport="+gateway.Transport) &&
+			s.has(3, "roomq_connections_opened_total", "transport="+gateway.Transport)
+	})
 }
 
 func TestGatewayFrames(t *testing.T) {

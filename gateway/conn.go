@@ -9,6 +9,7 @@ import (
 
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/devices"
+	"github.com/roomq/roomq/metrics"
 )
 
 // conn is one gateway connection. Its ServeHTTP call reads; writeLoop, which ServeHTTP starts
@@ -82,6 +83,7 @@ func (c *conn) push(f []byte) {
 	select {
 	case c.send <- f:
 	default:
+		c.g.opts.Metrics.Dropped(metrics.DropSlowConsumer)
 		c.g.log.Warn("slow gateway client disconnected", logKeyClient, c.session.ClientID, logKeyUser, c.id.User, "queued", cap(c.send))
 		c.close(0, "")
 		_ = c.ws.Close() // ends a write in progress, and readLoop

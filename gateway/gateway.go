@@ -18,6 +18,7 @@ import (
 
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/devices"
+	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/mqttws"
 	"github.com/roomq/roomq/store"
 	"github.com/roomq/roomq/wire"
@@ -47,6 +48,10 @@ const ClientIDPrefix = "ws-gw-"
 // id is made after the session is accepted, and one fixed id lets an HTTP backend tell
 // gateway sessions apart and its answers be cached.
 const AuthClientID = "ws-gw"
+
+// Transport is the transport label of gateway connections in the metrics
+// (roomq_connections, roomq_connections_opened_total).
+const Transport = "gateway"
 
 // inlineID is the identifier of the gateway's inline subscriptions on the topic index.
 const inlineID = 0x6777
@@ -117,6 +122,9 @@ type Options struct {
 	// Logger receives the gateway's logs; nil means slog.Default(). Sessions, cookies and
 	// frames are never logged.
 	Logger *slog.Logger
+	// Metrics counts connections (transport Transport) and slow clients closed
+	// (metrics.DropSlowConsumer); nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -278,6 +286,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Error("record gateway connection", logKeyClient, c.session.ClientID, logKeyError, err)
 	}
 	cancel()
+	g.opts.Metrics.ConnectionOpened(Transport)
+	defer g.opts.Metrics.ConnectionClosed(Transport)
 	g.log.Debug("gateway connection opened", logKeyClient, c.session.ClientID, logKeyUser, id.User, logKeyRemote, r.RemoteAddr)
 
 	err = c.readLoop()
