@@ -19,6 +19,7 @@ import (
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/gateway"
 	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/internal/redistest"
 	"github.com/roomq/roomq/store"
 	"github.com/roomq/roomq/wire"
 )
@@ -414,7 +415,23 @@ func TestGatewayPresence(t *testing.T) {
 // the other, and presence crosses both ways.
 func TestGatewayAcrossInstances(t *testing.T) {
 	st := store.NewMemory()
-	bs := startInstances(t, 2, st)
+	gatewayAcrossInstances(t, func() store.Store { return st })
+}
+
+// The same on Redis.
+func TestGatewayAcrossRedisInstances(t *testing.T) {
+	addr := redistest.Standalone(t)
+	gatewayAcrossInstances(t, func() store.Store { return redisStore(t, []string{addr}, "gw") })
+}
+
+// gatewayAcrossInstances runs the cross-instance test on brokers whose stores newStore makes
+// (one shared store, or one client each of a shared Redis).
+func gatewayAcrossInstances(t *testing.T, newStore func() store.Store) {
+	var bs []*broker.Broker
+	for range 2 {
+		st := newStore()
+		bs = append(bs, mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = st }))
+	}
 	watcher := mqtttest.Dial(t, "watcher", mqtttest.Options{URL: tcpURL(bs[0])})
 	watcher.MustSubscribe("presence/+")
 
@@ -443,6 +460,7 @@ func TestGatewayAcrossInstances(t *testing.T) {
 	}
 
 	// An instance started later knows who is online.
+	st := newStore()
 	late := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = st })
 	gw2 := dialGateway(t, late, "dora", true)
 	if got := gw2.lsol(""); got["alice"] != 1 || got["bob"] != 1 || got["dora"] != 1 {
