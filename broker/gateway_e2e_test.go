@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
 	"github.com/roomq/roomq/acl"
@@ -547,5 +548,30 @@ func TestGatewayShutdown(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// With jwt auth the session is the token.
+func TestGatewayJWTAuth(t *testing.T) {
+	a, err := acl.NewJWTAuth(acl.JWTOptions{Algorithms: []string{acl.AlgHS256}, Secret: []byte(jwtSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startAuthBroker(t, a)
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "erin", "exp": time.Now().Add(time.Minute).Unix(),
+	}).SignedString([]byte(jwtSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := dialGateway(t, b, token, true)
+	gw.expectPresence(gateway.EventOnline, "erin", 1)
+	ws, resp, err := dialGatewayRaw(b, token+"x", false, nil)
+	if err == nil {
+		_ = ws.Close()
+		t.Fatal("a bad token was accepted")
+	}
+	if resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("bad token: %v, want HTTP 401", err)
 	}
 }
