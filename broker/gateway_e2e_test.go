@@ -236,6 +236,8 @@ func TestGatewayFrames(t *testing.T) {
 	c.expectError(wire.CodeBadArgument)
 	c.send(`{"action":"unsub","data":"msg"}`)
 	c.expectError(wire.CodeBadArgument)
+	c.send(`{"action":"sub"}`)
+	c.expectError(wire.CodeBadArgument)
 	c.send(`{"action":"lsol","data":{"a":1}}`)
 	c.expectError(wire.CodeBadArgument)
 	c.ping(true)
@@ -255,6 +257,8 @@ func TestGatewayFrames(t *testing.T) {
 		}
 	}
 	lsunsub(`[]`)
+	c.send(`{"action":"sub","data":[]}`)
+	ok(gateway.ActionSub)
 	c.send(`{"action":"unsub","data":["online","offline"]}`)
 	ok(gateway.ActionUnsub)
 	lsunsub(`["offline","online"]`)

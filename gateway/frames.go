@@ -203,7 +203,7 @@ func (c *conn) handle(text bool, b []byte) []byte {
 		return framePong
 	case ActionSub, ActionUnsub:
 		var evs []string
-		if err := json.Unmarshal(a.Data, &evs); err != nil || len(evs) == 0 {
+		if err := json.Unmarshal(a.Data, &evs); err != nil || evs == nil { // [] is fine: hu60bot takes it
 			return errorFrame(wire.CodeBadArgument, `data: want a list of events ("msg", "online", "offline")`)
 		}
 		for _, ev := range evs {
