@@ -20,6 +20,7 @@ import (
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/devices"
+	"github.com/roomq/roomq/gateway"
 	"github.com/roomq/roomq/hooks"
 	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/mqttws"
@@ -42,6 +43,7 @@ type Broker struct {
 	tcp      *listeners.Net
 	tls      *listeners.Net
 	ws       *mqttws.Listener
+	gateway  *gateway.Gateway // the JSON WebSocket gateway on /v1/ws; nil without HTTP
 	http     *http.Server
 	httpLn   net.Listener
 
@@ -201,7 +203,7 @@ func New(opts Options) (_ *Broker, err error) {
 	}
 	opts.Metrics.SetCommands(b.commands.Names())
 	opts.Metrics.ObserveLocal(router)
-	b.commands.SetTransport(router)
+	b.commands.SetTransport(&transport{Router: router, notifier: notifier})
 	if err := b.mqtt.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
@@ -257,6 +259,20 @@ func New(opts Options) (_ *Broker, err error) {
 		if opts.HTTPTLS {
 			ln = tls.NewListener(ln, opts.TLS)
 		}
+		b.gateway, err = gateway.New(gateway.Options{
+			Authenticator:         opts.Authenticator,
+			Sessions:              b.devices,
+			Topics:                b.mqtt.Topics,
+			AllowedOrigins:        opts.AllowedOrigins,
+			MaxConnectionsPerUser: opts.MaxConnectionsPerUser,
+			Logger:                log,
+			Metrics:               opts.Metrics,
+		})
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		notifier.gateway = b.gateway
 		b.httpLn = ln
 		b.http = &http.Server{Handler: b.routes(), ReadHeaderTimeout: defaultReadHeaderTime}
 	}
@@ -265,9 +281,33 @@ func New(opts Options) (_ *Broker, err error) {
 
 // lateNotifier forwards notifications to the router, which is built after the services that
 // notify through it.
-type lateNotifier struct{ *hooks.Router }
+type lateNotifier struct {
+	*hooks.Router
+	gateway *gateway.Gateway // nil without HTTP
+}
 
-func (n *lateNotifier) disconnectAll() { n.DisconnectAll() }
+// transport is the router as the commands' transport, with the gateway's connections: the
+// disconnect command ends those of this instance too.
+type transport struct {
+	*hooks.Router
+	notifier *lateNotifier // its gateway is set once built
+}
+
+// Disconnect implements commands.Transport.
+func (t *transport) Disconnect(clientID string) bool {
+	if gw := t.notifier.gateway; gw != nil && gw.Disconnect(clientID) {
+		return true
+	}
+	return t.Router.Disconnect(clientID)
+}
+
+// disconnectAll ends every connection of this instance, MQTT and gateway alike.
+func (n *lateNotifier) disconnectAll() {
+	n.DisconnectAll()
+	if n.gateway != nil {
+		n.gateway.DisconnectAll()
+	}
+}
 
 // Start creates the configured rooms and starts serving.
 func (b *Broker) Start(ctx context.Context) error {
@@ -431,6 +471,12 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		for _, l := range b.listeners() {
 			safeClose{l, b.mqtt}.Close(nil)
 		}
+		// Gateway connections end while the router still publishes their users' presence.
+		if b.gateway != nil {
+			if err := b.gateway.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := b.mqtt.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close MQTT server: %w", err))
 		}
@@ -468,6 +514,7 @@ func (b *Broker) Ready(ctx context.Context) error {
 func (b *Broker) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/mqtt", b.ws)
+	mux.Handle("/v1/ws", b.gateway)
 	mux.Handle("GET /metrics", b.opts.Metrics.Handler())
 	mux.Handle("/api/", b.adminHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
