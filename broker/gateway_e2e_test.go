@@ -308,8 +308,8 @@ func TestGatewayDirectMessages(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
 	defer cancel()
-	if _, err := b.PushDirect(ctx, "hu60", "alice", text("pushed")); err != nil {
-		t.Fatalf("PushDirect: %v", err)
+	if _, err := b.API().SendDirect(ctx, "hu60", "alice", text("pushed")); err != nil {
+		t.Fatalf("SendDirect: %v", err)
 	}
 	got := mq.Expect("users/alice/inbox").Payload
 	var m struct {
@@ -325,11 +325,11 @@ func TestGatewayDirectMessages(t *testing.T) {
 			t.Errorf("pushed: gateway msg %s, MQTT %s", f.Data, got)
 		}
 	}
-	if _, err := b.PushDirect(ctx, "hu60", "nobody", text("x")); wire.CodeOf(err) != wire.CodeNoUserOnline {
-		t.Errorf("PushDirect to a user without connection: %v, want noUserOnline", err)
+	if _, err := b.API().SendDirect(ctx, "hu60", "nobody", text("x")); wire.CodeOf(err) != wire.CodeNoUserOnline {
+		t.Errorf("SendDirect to a user without connection: %v, want noUserOnline", err)
 	}
-	if _, err := b.PushDirect(ctx, "hu60", "alice", []byte(`{"html":"x"}`)); wire.CodeOf(err) != wire.CodeBadMessage {
-		t.Errorf("PushDirect of a bad message: %v, want badMessage", err)
+	if _, err := b.API().SendDirect(ctx, "hu60", "alice", []byte(`{"html":"x"}`)); wire.CodeOf(err) != wire.CodeBadMessage {
+		t.Errorf("SendDirect of a bad message: %v, want badMessage", err)
 	}
 
 	// Only alice's connections get her messages; an unsubscribed connection gets none.
@@ -457,8 +457,8 @@ func gatewayAcrossInstances(t *testing.T, newStore func() store.Store) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
 	defer cancel()
-	if _, err := bs[0].PushDirect(ctx, "hu60", "alice", text("pushed across")); err != nil {
-		t.Fatalf("PushDirect: %v", err)
+	if _, err := bs[0].API().SendDirect(ctx, "hu60", "alice", text("pushed across")); err != nil {
+		t.Fatalf("SendDirect: %v", err)
 	}
 	if f := gw.expect(gateway.EventMsg); !bytes.Contains(f.Data, []byte("pushed across")) {
 		t.Errorf("msg %s", f.Data)
