@@ -248,7 +248,11 @@ func startMosquitto(ctx context.Context, cfg *Config) (*target, error) {
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	u := "tcp://" + addr
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n", port)
+	// No limit on queued messages (the default, 1000, drops QoS 1 messages under this load,
+	// which would compare a lossy Mosquitto with lossless Go brokers) and TCP_NODELAY as the
+	// Go brokers have it (without it a request/response round trip takes 40 ms of Nagle's
+	// algorithm meeting delayed ACKs).
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\n", port)
 	if cfg.Transport == "ws" {
 		wsPort, err := freePort()
 		if err != nil {
