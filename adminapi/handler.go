@@ -84,6 +84,7 @@ func New(opts Options) (*Handler, error) {
 	}
 	h.mux.HandleFunc("POST /api/exec", h.exec)
 	h.mux.HandleFunc("POST /api/rooms", h.createRoom)
+	h.mux.HandleFunc("GET /api/rooms", h.roomNames)
 	h.mux.HandleFunc("GET /api/rooms/{room}", h.room)
 	h.mux.HandleFunc("DELETE /api/rooms/{room}", h.deleteRoom)
 	h.mux.HandleFunc("POST /api/rooms/{room}/messages", h.postRoom)
@@ -233,6 +234,20 @@ func (h *Handler) createRoom(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.reply(w, http.StatusCreated, info)
+}
+
+// roomNames lists every room's name, sorted.
+func (h *Handler) roomNames(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	names, err := h.api.RoomNames(ctx)
+	if err != nil {
+		h.fail(w, r, timeoutAware(ctx, err))
+		return
+	}
+	h.reply(w, http.StatusOK, struct {
+		Rooms []string `json:"rooms"`
+	}{names})
 }
 
 func (h *Handler) room(w http.ResponseWriter, r *http.Request) {

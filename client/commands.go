@@ -196,6 +196,13 @@ func (c *Client) RoomGetOwner(ctx context.Context, room string) (string, error) 
 	return r.Owner, err
 }
 
+// RoomList returns the names of the rooms this user may join, sorted (roomList; at most 1000).
+func (c *Client) RoomList(ctx context.Context) ([]string, error) {
+	var names []string
+	err := c.RPC(ctx, "roomList", struct{}{}, &names)
+	return names, err
+}
+
 // UserSeen tells whether a user is joined to a room and since or until when.
 type UserSeen struct {
 	// Joined is true while the user has a connection joined to the room.

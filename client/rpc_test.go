@@ -36,6 +36,15 @@ func TestRPCCommands(t *testing.T) {
 	if owner, err := alice.RoomGetOwner(ctx, "den"); err != nil || owner != "alice" {
 		t.Fatalf("RoomGetOwner = %q, %v", owner, err)
 	}
+	if err := alice.RoomCreate(ctx, "vault", &client.RoomOptions{WhitelistOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	if rooms, err := bob.RoomList(ctx); err != nil || !slices.Equal(rooms, []string{"den", "general"}) {
+		t.Fatalf("bob's RoomList = %q, %v; want den and general (vault is whitelist-only)", rooms, err)
+	}
+	if rooms, err := alice.RoomList(ctx); err != nil || !slices.Equal(rooms, []string{"den", "general", "vault"}) {
+		t.Fatalf("alice's RoomList = %q, %v; want her vault too", rooms, err)
+	}
 	if err := bob.RoomDelete(ctx, "den"); !errors.Is(err, client.ErrNotAllowed) {
 		t.Fatalf("bob deletes alice's room: %v", err)
 	}

@@ -155,6 +155,12 @@ func (a *API) Room(ctx context.Context, room string) (RoomInfo, error) {
 }
 
 // RoomExists reports whether a room exists.
+// RoomNames returns the names of all rooms, sorted.
+func (a *API) RoomNames(ctx context.Context) ([]string, error) {
+	return a.s.rooms.Names(ctx)
+}
+
+// RoomExists reports whether room exists.
 func (a *API) RoomExists(ctx context.Context, room string) (bool, error) {
 	_, err := a.s.rooms.Room(ctx, room)
 	switch {

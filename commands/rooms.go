@@ -3,10 +3,12 @@ package commands
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/rooms"
+	"github.com/roomq/roomq/store"
 	"github.com/roomq/roomq/wire"
 )
 
@@ -294,6 +296,37 @@ func (s *Service) roomRecentHistory(ctx context.Context, c Caller, args json.Raw
 		return nil, err
 	}
 	return messagesJSON(msgs), nil
+}
+
+// MaxListedRooms caps the rooms that roomList returns.
+const MaxListedRooms = 1000
+
+// roomList returns the rooms the caller may join, sorted by name, at most MaxListedRooms.
+func (s *Service) roomList(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
+	if err := decodeArgs(args, &struct{}{}); err != nil {
+		return nil, err
+	}
+	names, err := s.rooms.Names(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, min(len(names), MaxListedRooms))
+	for _, name := range names {
+		if len(out) == MaxListedRooms {
+			break
+		}
+		a, err := s.access(ctx, c, name)
+		switch {
+		case errors.Is(err, store.ErrNoRoom):
+			continue // deleted meanwhile
+		case err != nil:
+			return nil, err
+		}
+		if s.policy.CanJoin(a, c.Identity) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
 }
 
 func (s *Service) roomGetOwner(ctx context.Context, c Caller, args json.RawMessage) (any, error) {

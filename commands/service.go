@@ -135,6 +135,7 @@ func New(opts Options) (*Service, error) {
 		"roomHistoryGet":         s.roomHistoryGet,
 		"roomRecentHistory":      s.roomRecentHistory,
 		"roomGetOwner":           s.roomGetOwner,
+		"roomList":               s.roomList,
 		"roomUserSeen":           s.roomUserSeen,
 		"roomNotificationsInfo":  s.roomNotificationsInfo,
 		"roomGetAccessList":      s.roomGetAccessList,

@@ -566,6 +566,15 @@ func (s *Service) UserSeen(ctx context.Context, room, user string) (joined bool,
 	return joined, at, nil
 }
 
+// Names returns the names of all rooms, sorted.
+func (s *Service) Names(ctx context.Context) ([]string, error) {
+	names, err := s.store.RoomNames(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("room names: %w", err)
+	}
+	return names, nil
+}
+
 // ClientRooms returns the rooms a connection has joined.
 func (s *Service) ClientRooms(ctx context.Context, clientID string) ([]string, error) {
 	rooms, err := s.store.ClientRooms(ctx, clientID)

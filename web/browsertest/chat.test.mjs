@@ -100,9 +100,10 @@ try {
   await alice.click('#room-create');
   await waitText(alice, '#errors p', 'roomExists');
 
-  step('bob joins lab; alice sees him in the room (userJoined)');
-  await bob.fill('#room-name', 'lab');
-  await bob.press('#room-name', 'Enter');
+  step('bob lists the rooms and joins lab from the list; alice sees him in the room (userJoined)');
+  await bob.waitForSelector('#all-rooms li[data-room="general"]', { timeout: T });
+  await bob.click('#rooms-refresh');
+  await bob.click('#all-rooms li[data-room="lab"]', { timeout: T });
   await bob.waitForSelector('#rooms li.current[data-room="lab"]', { timeout: T });
   await alice.waitForSelector('#members li[data-user="bob"]', { timeout: T });
   await bob.waitForSelector('#members li[data-user="alice"]', { timeout: T });

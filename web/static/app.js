@@ -170,7 +170,10 @@
     state.client.subscribe(
       [`users/${u}/inbox`, `users/${u}/events`, state.replyTopic, 'presence/+'],
       { qos: 1 },
-      (err) => { if (err) showError(`subscribe: ${describe(err)}`); },
+      (err) => {
+        if (err) showError(`subscribe: ${describe(err)}`);
+        else listRooms();
+      },
     );
     for (const r of state.rooms.values()) subscribeRoom(r);
   }
@@ -324,10 +327,29 @@
     saveSession();
   }
 
+  // listRooms shows the rooms this user may join (roomList).
+  async function listRooms() {
+    try {
+      const names = await rpc('roomList', {});
+      const ul = $('all-rooms');
+      ul.replaceChildren();
+      for (const name of names) {
+        const li = document.createElement('li');
+        li.dataset.room = name;
+        li.textContent = name;
+        li.addEventListener('click', () => joinRoom(name));
+        ul.append(li);
+      }
+    } catch (err) {
+      showError(`list rooms: ${describe(err)}`);
+    }
+  }
+
   async function createRoom(name) {
     try {
       await rpc('roomCreate', { room: name });
       joinRoom(name);
+      listRooms();
     } catch (err) {
       showError(`create room ${name}: ${describe(err)}`);
     }
@@ -515,6 +537,7 @@
     joinRoom($('room-name').value.trim());
     $('room-name').value = '';
   });
+  $('rooms-refresh').addEventListener('click', listRooms);
   $('room-create').addEventListener('click', () => {
     const name = $('room-name').value.trim();
     if (!name) { $('room-name').reportValidity(); return; }
