@@ -53,7 +53,8 @@ type Session struct {
 	Identity acl.Identity
 	// ConnectedAt is the time of the CONNACK.
 	ConnectedAt time.Time
-	// Will is the connection's will, nil for none.
+	// Will is the connection's will, nil for none. The registry clears it (under its lock)
+	// when the others took this instance for dead and published the will already.
 	Will *Will
 }
 
@@ -169,6 +170,7 @@ func (r *Registry) Connected(ctx context.Context, s *Session) error {
 	r.mu.Lock()
 	r.cancelWillLocked(s.ClientID)
 	r.sessions[s.ClientID] = s
+	will := s.Will // fence may clear it
 	r.mu.Unlock()
 
 	c := store.Connection{
@@ -178,8 +180,8 @@ func (r *Registry) Connected(ctx context.Context, s *Session) error {
 		Instance:    r.instance,
 		ConnectedAt: s.ConnectedAt.UnixMilli(),
 	}
-	if s.Will != nil {
-		w, err := json.Marshal(s.Will)
+	if will != nil {
+		w, err := json.Marshal(will)
 		if err != nil {
 			return fmt.Errorf("record connection %q: encode will: %w", s.ClientID, err)
 		}
