@@ -22,7 +22,8 @@ import (
 // store, by client id); every other publish under users/{user}/replies/ is refused.
 //
 // v3.1.1 clients cannot carry properties, so the broker translates at the edges: a v3.1.1
-// request's envelope becomes the properties of a v5 request (the payload becomes its args),
+// request's envelope (one whose responseTopic is under the publisher's own
+// users/{user}/replies/) becomes the properties of a v5 request (the payload becomes its args),
 // and a request delivered to a v3.1.1 client becomes the envelope again; the correlation data
 // of a v5 reply is added to the JSON object payload delivered to a v3.1.1 requester, and the
 // "correlationData" of a v3.1.1 reply becomes the property of the reply. Correlation data
@@ -38,8 +39,10 @@ var errForgedReply = errors.New("no request to answer on this topic")
 // returns an error for a response topic under another user's users/.
 func (r *Router) request(c *conn, pk *packets.Packet) error {
 	if c.cl.Properties.ProtocolVersion < 5 && pk.Properties.ResponseTopic == "" {
+		// Only an envelope that asks for the answer on the publisher's own replies topic is
+		// a request: other JSON payloads stay as they are, whatever their keys.
 		var env rpcEnvelope
-		if json.Unmarshal(pk.Payload, &env) == nil && env.ResponseTopic != "" {
+		if json.Unmarshal(pk.Payload, &env) == nil && strings.HasPrefix(env.ResponseTopic, wire.UserRepliesPrefix(c.session.Identity.User)) {
 			pk.Properties.ResponseTopic = env.ResponseTopic
 			pk.Properties.CorrelationData = correlationBytes(env.CorrelationData)
 			pk.Payload = env.Args
