@@ -158,3 +158,54 @@ func TestPacketIDsDoNotClash(t *testing.T) {
 		}
 	}
 }
+
+// A client's packet ids and the broker's are separate [MQTT-2.2.1]: while a message the
+// broker sent at QoS 1 waits for its PUBACK, the client's own SUBSCRIBE and PUBLISH with low
+// ids go through (Mochi v2.7.9 keeps both in one map; the broker numbers its own from 16385).
+func TestPacketIDsSeparate(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	pub := mqtttest.Dial(t, "pub", mqtttest.Options{URL: tcpURL(b)})
+	received := make(chan *paho.Publish, 10)
+	conn := packets.NewThreadSafeConn(mqtttest.DialConn(t, tcpURL(b)))
+	c := paho.NewClient(paho.ClientConfig{
+		Conn:                       conn,
+		EnableManualAcknowledgment: true,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			received <- pr.Packet
+			return true, nil
+		}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "ids", Username: "ids", UsernameFlag: true, CleanStart: true, KeepAlive: 30}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cmd/ids", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	pub.Publish("cmd/ids", 1, []byte("go"), nil)
+	var p *paho.Publish
+	select {
+	case p = <-received:
+	case <-time.After(mqtttest.Timeout):
+		t.Fatal("no message")
+	}
+	if p.PacketID <= 1<<14 {
+		t.Errorf("the broker's packet id %d is in the range clients count from", p.PacketID)
+	}
+	// Not acknowledged yet: the client's next ids (from 1 again) must not be refused.
+	for i := range 3 {
+		sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: fmt.Sprintf("cmd/more%d", i), QoS: 1}}})
+		if err != nil || sa.Reasons[0] >= 0x80 {
+			t.Fatalf("SUBSCRIBE while the broker's message is unacknowledged: %v %v", sa, err)
+		}
+		pr, err := c.Publish(ctx, &paho.Publish{Topic: "cmd/echo", QoS: 1, Payload: []byte("x")})
+		if err != nil || pr.ReasonCode >= 0x80 {
+			t.Fatalf("PUBLISH while the broker's message is unacknowledged: %v %v", pr, err)
+		}
+	}
+	if err := c.Ack(p); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -278,6 +278,7 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if !ok {
 		return
 	}
+	moveServerPacketIDs(cl)
 	limit := int(cl.Properties.Props.ReceiveMaximum)
 	if cl.Properties.ProtocolVersion < 5 || limit == 0 {
 		limit = maxClientReceiveWindow
