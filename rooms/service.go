@@ -231,6 +231,14 @@ func (s *Service) Post(ctx context.Context, room, author, origin string, payload
 // PostIn is Post for a caller that has just read the room's settings (for a permission
 // check): it saves reading them again.
 func (s *Service) PostIn(ctx context.Context, r store.Room, author, origin string, payload []byte) (*Message, error) {
+	return s.PostBridged(ctx, r, author, origin, payload, "", 0)
+}
+
+// PostBridged is PostIn for a message that a bridge brings from another broker: it is stored
+// with the name of the broker where it was first posted and its id there (empty and 0 for a
+// message posted here), which its deliveries carry as user properties origin-broker and
+// origin-id.
+func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin string, payload []byte, originBroker string, originID uint64) (*Message, error) {
 	room := r.Name
 	if r.MaxMessageSize > 0 && len(payload) > r.MaxMessageSize {
 		return nil, &SizeError{Room: room, Size: len(payload), Limit: r.MaxMessageSize}
@@ -251,6 +259,9 @@ func (s *Service) PostIn(ctx context.Context, r store.Room, author, origin strin
 		Timestamp: s.millis(),
 		Binary:    binary,
 		Payload:   content,
+
+		OriginBroker: originBroker,
+		OriginID:     originID,
 	}, s.maxSize)
 	if err != nil {
 		return nil, fmt.Errorf("post to room %q: %w", room, err)
