@@ -53,6 +53,9 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		if err == nil {
 			_, err = r.commands.PostRoomFrom(ctx, caller, t.Name, pk.Payload, broker, id)
 		}
+		if errors.Is(err, rooms.ErrDuplicate) {
+			return r.refuse(cl, pk, packets.CodeSuccess, err) // stored the first time
+		}
 		if err != nil {
 			return r.refuse(cl, pk, reasonFor(err), err)
 		}

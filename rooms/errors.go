@@ -8,6 +8,10 @@ var (
 	ErrBadMessage = wire.NewError(wire.CodeBadMessage, "message refused by the room's checker")
 	// ErrNoChecker means a room names a checker that is not registered.
 	ErrNoChecker = wire.NewError(wire.CodeBadArgument, "no such checker")
+	// ErrDuplicate means a bridged message was posted already: the same author brought a
+	// message of the same origin broker with that origin id or a later one. Nothing is stored;
+	// the sender treats it as accepted.
+	ErrDuplicate = wire.NewError(wire.CodeBadMessage, "bridged message posted already")
 )
 
 // SizeError is returned for a message larger than its room accepts. It carries the badMessage

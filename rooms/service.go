@@ -86,6 +86,9 @@ type roomState struct {
 	// feed subscription; both are set while the room has subscribers here (sequencer.go).
 	last       uint64
 	cancelFeed func()
+	// bridged holds, by author and origin broker, the last origin id of the bridged messages
+	// posted here, to drop those a bridge sends twice (this instance only; not persisted).
+	bridged map[string]uint64
 }
 
 // subscription is a subscriber of a room on this instance and whose it is.
@@ -254,6 +257,12 @@ func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin 
 	st := s.state(room)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	bridged := author + "\x00" + originBroker
+	if originBroker != "" && originID <= st.bridged[bridged] {
+		// A bridge sent it again (a PUBACK lost with the link, or a packet of a dead
+		// connection read late): each origin's ids only grow along one bridge.
+		return nil, fmt.Errorf("post to room %q: %w: %s %d", room, ErrDuplicate, originBroker, originID)
+	}
 	stored, err := s.store.Append(ctx, room, store.Message{
 		Author:    author,
 		Timestamp: s.millis(),
@@ -265,6 +274,12 @@ func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin 
 	}, s.maxSize)
 	if err != nil {
 		return nil, fmt.Errorf("post to room %q: %w", room, err)
+	}
+	if originBroker != "" {
+		if st.bridged == nil {
+			st.bridged = make(map[string]uint64)
+		}
+		st.bridged[bridged] = originID
 	}
 	s.deliverLocked(ctx, room, st, stored, origin)
 	return NewMessage(room, st.epoch, origin, stored), nil
