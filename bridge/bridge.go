@@ -83,6 +83,9 @@ type Bridge struct {
 	lastErr     string
 	lastErrAt   time.Time
 	localUp     bool
+	// remoteSubs and localSubs are true while the plain topic subscriptions of the current
+	// connections are in place.
+	remoteSubs, localSubs bool
 	localCM     *autopaho.ConnectionManager
 	connections uint64
 }
@@ -122,6 +125,13 @@ func New(opts Options) (*Bridge, error) {
 	}
 	for _, m := range cfg.Rooms {
 		b.links = append(b.links, newRoomLink(b, m))
+	}
+	b.remoteSubs = !b.hasInTopics()
+	b.localSubs = true
+	for _, m := range cfg.Topics {
+		if m.Direction.out() {
+			b.localSubs = false
+		}
 	}
 	return b, nil
 }
@@ -180,6 +190,8 @@ type Status struct {
 	Since     time.Time
 	// LocalConnected is true while the connection to this broker (plain topics) is up.
 	LocalConnected bool
+	// TopicsReady is true while the plain topic mappings are subscribed on both sides.
+	TopicsReady bool
 	// Connections counts the connections made to the far side.
 	Connections uint64
 	// LastError is the last connection or delivery error, at LastErrorAt.
@@ -214,6 +226,7 @@ func (b *Bridge) Status() Status {
 		Name: b.cfg.Name, URL: b.cfg.URL,
 		Connected: b.connected, Since: b.since, LocalConnected: b.localUp, Connections: b.connections,
 		LastError: b.lastErr, LastErrorAt: b.lastErrAt,
+		TopicsReady: len(b.cfg.Topics) > 0 && b.connected && b.localUp && b.remoteSubs && b.localSubs,
 	}
 	b.mu.Unlock()
 	s.MessagesIn, s.MessagesOut, s.Dropped = b.in.Load(), b.out.Load(), b.dropped.Load()

@@ -169,6 +169,7 @@ func (r *remote) down() bool {
 	b := r.b
 	b.mu.Lock()
 	b.connected = false
+	b.remoteSubs = !b.hasInTopics()
 	b.mu.Unlock()
 	for _, l := range b.links {
 		l.mu.Lock()
@@ -204,6 +205,10 @@ func (r *remote) setup(ctx context.Context, cm *autopaho.ConnectionManager, repl
 			if ctx.Err() != nil {
 				return
 			}
+		} else {
+			b.mu.Lock()
+			b.remoteSubs = ctx.Err() == nil
+			b.mu.Unlock()
 		}
 	}
 	for _, l := range b.links {

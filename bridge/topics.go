@@ -60,12 +60,17 @@ func (b *Bridge) startLocal(ctx context.Context, wg *sync.WaitGroup, r *remote) 
 			if err := subscribe(sctx, cm, nil, subs...); err != nil {
 				b.fail(err)
 				b.log.Error("bridge: subscribe here", logKeyError, err)
+				return
 			}
+			b.mu.Lock()
+			b.localSubs = b.localUp
+			b.mu.Unlock()
 		}()
 	}
 	cfg.OnConnectionDown = func() bool {
 		b.mu.Lock()
 		b.localUp = false
+		b.localSubs = len(subs) == 0
 		b.mu.Unlock()
 		return ctx.Err() == nil
 	}
@@ -217,4 +222,14 @@ func (b *Bridge) toLocal(ctx context.Context, p *paho.Publish) {
 		}
 		return
 	}
+}
+
+// hasInTopics reports whether a plain topic mapping carries messages from the far side.
+func (b *Bridge) hasInTopics() bool {
+	for _, m := range b.cfg.Topics {
+		if m.Direction.in() {
+			return true
+		}
+	}
+	return false
 }
