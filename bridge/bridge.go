@@ -77,17 +77,17 @@ type Bridge struct {
 
 	in, out, dropped atomic.Uint64
 
-	mu          sync.Mutex
-	connected   bool
-	since       time.Time
-	lastErr     string
-	lastErrAt   time.Time
-	localUp     bool
+	mu        sync.Mutex
+	connected bool
+	since     time.Time
+	lastErr   string
+	lastErrAt time.Time
+	localUp   bool
 	// remoteSubs and localSubs are true while the plain topic subscriptions of the current
 	// connections are in place.
 	remoteSubs, localSubs bool
-	localCM     *autopaho.ConnectionManager
-	connections uint64
+	localCM               *autopaho.ConnectionManager
+	connections           uint64
 }
 
 // New returns a Bridge for opts, after checking its configuration.
