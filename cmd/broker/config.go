@@ -46,6 +46,9 @@ type config struct {
 	Store          storeConfig   `koanf:"store"`
 	ShutdownGrace  time.Duration `koanf:"shutdown_grace"`
 
+	// Bridges link this broker to others (package bridge).
+	Bridges []bridgeConfig `koanf:"bridges"`
+
 	// file is the configuration file read, or "" without one.
 	file string
 	// envVars are the names (never the values) of the environment variables applied, sorted.
