@@ -14,6 +14,7 @@ import (
 	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
+	"github.com/roomq/roomq/wire"
 )
 
 // LocalRooms reads this broker's rooms; *rooms.Service implements it.
@@ -27,7 +28,7 @@ type LocalRooms interface {
 // LocalPoster posts room messages on this broker; *commands.Service implements it.
 type LocalPoster interface {
 	// PostRoomFrom posts payload to room as the caller, with the message's origin.
-	PostRoomFrom(ctx context.Context, c commands.Caller, room string, payload []byte, originBroker string, originID uint64) (*rooms.Message, error)
+	PostRoomFrom(ctx context.Context, c commands.Caller, room string, payload []byte, from wire.Origin) (*rooms.Message, error)
 }
 
 // LocalMQTT is how a bridge connects to this broker for its plain topic mappings.

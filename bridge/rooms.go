@@ -210,7 +210,7 @@ func (l *roomLink) handle(ctx context.Context, p *paho.Publish) {
 		return
 	}
 	epoch := up.Get(propEpoch)
-	originBroker, originID, oerr := wire.ParseOrigin(up.Get(wire.PropOriginBroker), up.Get(wire.PropOriginID))
+	from, oerr := wire.ParseOrigin(up.Get(wire.PropOriginBroker), up.Get(wire.PropOriginID), "")
 	l.mu.Lock()
 	if epoch != "" && l.inEpoch != "" && epoch != l.inEpoch {
 		b.log.Warn("bridge: remote room history started again", logKeyRoom, l.m.Remote, propEpoch, epoch)
@@ -223,9 +223,9 @@ func (l *roomLink) handle(ctx context.Context, p *paho.Publish) {
 		l.mu.Unlock()
 		return // replayed again
 	}
-	if oerr == nil && originBroker == b.cfg.LocalName {
+	if oerr == nil && from.Broker == b.cfg.LocalName {
 		// Our own message, stored there: never brought back.
-		l.confirmed = max(l.confirmed, originID)
+		l.confirmed = max(l.confirmed, from.ID)
 		l.moveInLocked(id)
 		l.mu.Unlock()
 		return
@@ -236,13 +236,14 @@ func (l *roomLink) handle(ctx context.Context, p *paho.Publish) {
 		return
 	}
 	l.mu.Unlock()
-	if oerr != nil || originBroker == "" {
-		originBroker, originID = b.cfg.Name, id
+	if oerr != nil || from.Broker == "" {
+		from = wire.Origin{Broker: b.cfg.Name, ID: id}
 	}
+	from.Epoch = epoch // the remote room's: its ids grow within it
 	content := unenrich(p.Payload, id, up.Get(propAuthor), up.Get(propTimestamp))
 	caller := commands.Caller{Identity: acl.Identity{User: b.cfg.LocalUser}}
 	for attempt := 1; ; attempt++ {
-		_, err = b.poster.PostRoomFrom(ctx, caller, l.m.Local, content, originBroker, originID)
+		_, err = b.poster.PostRoomFrom(ctx, caller, l.m.Local, content, from)
 		if err == nil || attempt == postAttempts || !transient(err) || ctx.Err() != nil {
 			break
 		}
@@ -433,6 +434,7 @@ func (l *roomLink) publish(s *session, m *rooms.Message) bool {
 			Properties: &paho.PublishProperties{User: paho.UserProperties{
 				{Key: wire.PropOriginBroker, Value: originBroker},
 				{Key: wire.PropOriginID, Value: strconv.FormatUint(originID, 10)},
+				{Key: wire.PropOriginEpoch, Value: m.Epoch},
 			}},
 		})
 		switch {

@@ -156,13 +156,13 @@ func (s *Service) roomLeave(ctx context.Context, c Caller, args json.RawMessage)
 
 // PostRoom posts payload to room as the caller: the native equivalent of roomMessage.
 func (s *Service) PostRoom(ctx context.Context, c Caller, room string, payload []byte) (*rooms.Message, error) {
-	return s.PostRoomFrom(ctx, c, room, payload, "", 0)
+	return s.PostRoomFrom(ctx, c, room, payload, wire.Origin{})
 }
 
-// PostRoomFrom is PostRoom for a message first posted on another broker, originBroker, with
-// id originID there (a bridge's message; "" and 0 for none): the room stores that origin with
-// the message and delivers it as user properties origin-broker and origin-id.
-func (s *Service) PostRoomFrom(ctx context.Context, c Caller, room string, payload []byte, originBroker string, originID uint64) (*rooms.Message, error) {
+// PostRoomFrom is PostRoom for a message first posted on another broker (a bridge's message;
+// the zero Origin for none): the room stores that origin with the message and delivers it as
+// user properties origin-broker and origin-id; a message sent twice gets rooms.ErrDuplicate.
+func (s *Service) PostRoomFrom(ctx context.Context, c Caller, room string, payload []byte, from wire.Origin) (*rooms.Message, error) {
 	a, err := s.access(ctx, c, room)
 	if err != nil {
 		return nil, err
@@ -170,7 +170,7 @@ func (s *Service) PostRoomFrom(ctx context.Context, c Caller, room string, paylo
 	if !s.policy.CanPost(a, c.Identity) {
 		return nil, fmt.Errorf("post to room %q: %w", room, acl.ErrNotAllowed)
 	}
-	return s.rooms.PostBridged(ctx, a.Room, c.Identity.User, c.ClientID, payload, originBroker, originID)
+	return s.rooms.PostBridged(ctx, a.Room, c.Identity.User, c.ClientID, payload, from)
 }
 
 func (s *Service) roomMessage(ctx context.Context, c Caller, args json.RawMessage) (any, error) {

@@ -49,9 +49,9 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		ctx, cancel := r.ctx()
 		defer cancel()
 		// A bridge's message keeps where it was first posted (docs/protocol.md, bridges).
-		broker, id, err := wire.ParseOrigin(userProperty(pk, wire.PropOriginBroker), userProperty(pk, wire.PropOriginID))
+		from, err := wire.ParseOrigin(userProperty(pk, wire.PropOriginBroker), userProperty(pk, wire.PropOriginID), userProperty(pk, wire.PropOriginEpoch))
 		if err == nil {
-			_, err = r.commands.PostRoomFrom(ctx, caller, t.Name, pk.Payload, broker, id)
+			_, err = r.commands.PostRoomFrom(ctx, caller, t.Name, pk.Payload, from)
 		}
 		if errors.Is(err, rooms.ErrDuplicate) {
 			return r.refuse(cl, pk, packets.CodeSuccess, err) // stored the first time

@@ -86,7 +86,7 @@ type roomState struct {
 	// feed subscription; both are set while the room has subscribers here (sequencer.go).
 	last       uint64
 	cancelFeed func()
-	// bridged holds, by author and origin broker, the last origin id of the bridged messages
+	// bridged holds, by author, origin broker and origin epoch, the last origin id of the bridged messages
 	// posted here, to drop those a bridge sends twice (this instance only; not persisted).
 	bridged map[string]uint64
 }
@@ -234,14 +234,15 @@ func (s *Service) Post(ctx context.Context, room, author, origin string, payload
 // PostIn is Post for a caller that has just read the room's settings (for a permission
 // check): it saves reading them again.
 func (s *Service) PostIn(ctx context.Context, r store.Room, author, origin string, payload []byte) (*Message, error) {
-	return s.PostBridged(ctx, r, author, origin, payload, "", 0)
+	return s.PostBridged(ctx, r, author, origin, payload, wire.Origin{})
 }
 
 // PostBridged is PostIn for a message that a bridge brings from another broker: it is stored
-// with the name of the broker where it was first posted and its id there (empty and 0 for a
-// message posted here), which its deliveries carry as user properties origin-broker and
-// origin-id.
-func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin string, payload []byte, originBroker string, originID uint64) (*Message, error) {
+// with the name of the broker where it was first posted and its id there (from, the zero
+// Origin for a message posted here), which its deliveries carry as user properties
+// origin-broker and origin-id. A message whose author posted one of the same origin broker
+// and epoch with that id or a later one is refused with ErrDuplicate.
+func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin string, payload []byte, from wire.Origin) (*Message, error) {
 	room := r.Name
 	if r.MaxMessageSize > 0 && len(payload) > r.MaxMessageSize {
 		return nil, &SizeError{Room: room, Size: len(payload), Limit: r.MaxMessageSize}
@@ -257,11 +258,12 @@ func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin 
 	st := s.state(room)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	bridged := author + "\x00" + originBroker
-	if originBroker != "" && originID <= st.bridged[bridged] {
+	bridged := author + "\x00" + from.Broker + "\x00" + from.Epoch
+	if from.Broker != "" && from.ID <= st.bridged[bridged] {
 		// A bridge sent it again (a PUBACK lost with the link, or a packet of a dead
-		// connection read late): each origin's ids only grow along one bridge.
-		return nil, fmt.Errorf("post to room %q: %w: %s %d", room, ErrDuplicate, originBroker, originID)
+		// connection read late): along one bridge, each origin's ids only grow within the
+		// sender's history epoch.
+		return nil, fmt.Errorf("post to room %q: %w: %s %d", room, ErrDuplicate, from.Broker, from.ID)
 	}
 	stored, err := s.store.Append(ctx, room, store.Message{
 		Author:    author,
@@ -269,17 +271,17 @@ func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin 
 		Binary:    binary,
 		Payload:   content,
 
-		OriginBroker: originBroker,
-		OriginID:     originID,
+		OriginBroker: from.Broker,
+		OriginID:     from.ID,
 	}, s.maxSize)
 	if err != nil {
 		return nil, fmt.Errorf("post to room %q: %w", room, err)
 	}
-	if originBroker != "" {
+	if from.Broker != "" {
 		if st.bridged == nil {
 			st.bridged = make(map[string]uint64)
 		}
-		st.bridged[bridged] = originID
+		st.bridged[bridged] = from.ID
 	}
 	s.deliverLocked(ctx, room, st, stored, origin)
 	return NewMessage(room, st.epoch, origin, stored), nil
