@@ -38,7 +38,8 @@ type LocalMQTT struct {
 	// User and Password are the bridge's credentials here.
 	User     string
 	Password []byte
-	// ClientID is the bridge's client id here; empty means "bridge-" + Config.Name.
+	// ClientID is the bridge's client id here, to which each connection adds "-N"; empty
+	// means "bridge-" + Config.Name.
 	ClientID string
 }
 
@@ -193,6 +194,8 @@ type Status struct {
 	LocalConnected bool
 	// TopicsReady is true while the plain topic mappings are subscribed on both sides.
 	TopicsReady bool
+	// Queued counts the plain messages waiting for the far side.
+	Queued int
 	// Connections counts the connections made to the far side.
 	Connections uint64
 	// LastError is the last connection or delivery error, at LastErrorAt.
@@ -231,6 +234,7 @@ func (b *Bridge) Status() Status {
 	}
 	b.mu.Unlock()
 	s.MessagesIn, s.MessagesOut, s.Dropped = b.in.Load(), b.out.Load(), b.dropped.Load()
+	s.Queued = len(b.queue)
 	for _, l := range b.links {
 		s.Rooms = append(s.Rooms, l.status())
 	}

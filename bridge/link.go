@@ -36,12 +36,20 @@ type remote struct {
 
 	mu      sync.Mutex
 	session context.CancelFunc // ends the current connection's session
-	replies string             // response topic of the current connection
-	pending map[string]chan json.RawMessage
+	// sessCtx is the current connection's context, nil before the first; sessChanged is
+	// closed, and replaced, when a connection comes up.
+	sessCtx     context.Context
+	sessChanged chan struct{}
+	replies     string // response topic of the current connection
+	pending     map[string]chan json.RawMessage
 }
 
-// mqttConfig returns the autopaho configuration shared by the bridge's connections.
+// mqttConfig returns the autopaho configuration shared by the bridge's connections. Each
+// connection gets the client id clientID-N, N counting the connections: a new connection
+// never takes over the previous one's client id, whose clean-up on the far side, when it runs
+// late, could end the new connection's subscriptions (seen with Mochi).
 func (b *Bridge) mqttConfig(u *url.URL, user string, password []byte, clientID string) autopaho.ClientConfig {
+	var n atomic.Uint64
 	return autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
 		TlsCfg:                        b.cfg.TLS,
@@ -54,6 +62,7 @@ func (b *Bridge) mqttConfig(u *url.URL, user string, password []byte, clientID s
 		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
 			// Every connection starts clean: rooms resume by id, not through MQTT sessions.
 			cp.CleanStart = true
+			cp.ClientID = clientID + "-" + strconv.FormatUint(n.Add(1), 10)
 			if cp.Properties == nil {
 				cp.Properties = &paho.ConnectProperties{}
 			}
@@ -88,7 +97,7 @@ func (b *Bridge) startRemote(ctx context.Context, wg *sync.WaitGroup) (*remote, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: bridge %q: url: %w", ErrConfig, b.cfg.Name, err)
 	}
-	r := &remote{b: b, ctx: ctx, wg: wg, pending: map[string]chan json.RawMessage{}}
+	r := &remote{b: b, ctx: ctx, wg: wg, pending: map[string]chan json.RawMessage{}, sessChanged: make(chan struct{})}
 	cfg := b.mqttConfig(u, b.cfg.User, b.cfg.Password, b.cfg.ClientID)
 	cfg.OnConnectionUp = r.up
 	cfg.OnConnectionDown = r.down
@@ -139,7 +148,9 @@ func (r *remote) up(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	if r.session != nil {
 		r.session()
 	}
-	r.session, r.replies = cancel, replies
+	r.session, r.replies, r.sessCtx = cancel, replies, ctx
+	close(r.sessChanged)
+	r.sessChanged = make(chan struct{})
 	r.mu.Unlock()
 	b.mu.Lock()
 	b.connected, b.since = true, time.Now()
@@ -151,6 +162,24 @@ func (r *remote) up(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 		defer r.wg.Done()
 		r.setup(ctx, cm, replies)
 	}()
+}
+
+// waitSession returns the context of the connection that is up, waiting for one until ctx
+// ends.
+func (r *remote) waitSession(ctx context.Context) (context.Context, error) {
+	for {
+		r.mu.Lock()
+		s, changed := r.sessCtx, r.sessChanged
+		r.mu.Unlock()
+		if s != nil && s.Err() == nil {
+			return s, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // down is autopaho's callback for a lost connection; it returns true to reconnect.
@@ -212,9 +241,22 @@ func (r *remote) setup(ctx context.Context, cm *autopaho.ConnectionManager, repl
 		}
 	}
 	for _, l := range b.links {
-		if err := l.setup(ctx, sctx, r, cm); err != nil {
+		// Tried again while the connection is up: a refusal may be passing (the far side
+		// still cleaning up after the previous connection, say).
+		for attempt := 1; ; attempt++ {
+			actx, cancel := context.WithTimeout(ctx, setupTimeout)
+			err := l.setup(ctx, actx, r, cm)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				break
+			}
 			b.fail(err)
-			b.log.Error("bridge room setup", logKeyRoom, l.m.Local, logKeyError, err)
+			b.log.Warn("bridge room setup failed; trying again", logKeyRoom, l.m.Local, logKeyError, err)
+			select {
+			case <-time.After(b.backoff(attempt)):
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
 }

@@ -133,6 +133,7 @@ func (l *roomLink) setup(ctx, sctx context.Context, r *remote, cm *autopaho.Conn
 	l.mu.Lock()
 	l.joined = ctx.Err() == nil
 	l.mu.Unlock()
+	l.b.log.Debug("bridge: remote room joined", logKeyRoom, l.m.Remote, "since", props.Get(propSince))
 	if !l.m.Direction.out() {
 		return nil
 	}
@@ -143,6 +144,7 @@ func (l *roomLink) setup(ctx, sctx context.Context, r *remote, cm *autopaho.Conn
 		if err := r.call(sctx, cm, "roomHistoryInfo", map[string]string{"room": l.m.Remote}, &info); err != nil {
 			return err
 		}
+		l.b.log.Debug("bridge: waiting for the far side's replay", logKeyRoom, l.m.Remote, "last", info.LastMessageID)
 		if err := l.awaitIn(sctx, info.LastMessageID, info.Epoch); err != nil {
 			l.b.log.Warn("bridge: far side's replay not seen; a message may be sent twice", logKeyRoom, l.m.Local, logKeyError, err)
 		}
@@ -150,6 +152,7 @@ func (l *roomLink) setup(ctx, sctx context.Context, r *remote, cm *autopaho.Conn
 	l.mu.Lock()
 	l.setReadyLocked(&session{ctx: ctx, cm: cm})
 	l.mu.Unlock()
+	l.b.log.Debug("bridge: sending", logKeyRoom, l.m.Local)
 	return nil
 }
 

@@ -68,6 +68,11 @@ func TestRoomBothWaysAcrossCuts(t *testing.T) {
 	post(t, edge, "alice", "general", "alice end")
 	post(t, cloud, "bob", "general", "bob end")
 	want := uint64(2*n + 2)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("status %+v", b.Status())
+		}
+	})
 	mqtttest.WaitFor(t, waitTimeout, "both rooms complete", func() bool {
 		return lastID(t, edge, "general") >= want && lastID(t, cloud, "general") >= want
 	})

@@ -150,10 +150,12 @@ func (b *Bridge) sendQueued(ctx context.Context, r *remote) {
 			return
 		}
 		for {
-			if err := r.cm.AwaitConnection(ctx); err != nil {
+			sctx, err := r.waitSession(ctx)
+			if err != nil {
 				return
 			}
-			pr, err := r.cm.Publish(ctx, &paho.Publish{
+			// Bounded by the connection: a PUBACK lost with it must not hold the queue.
+			pr, err := r.cm.Publish(sctx, &paho.Publish{
 				Topic: msg.topic, QoS: msg.qos, Retain: msg.retain, Payload: msg.payload,
 				Properties: &paho.PublishProperties{User: msg.props},
 			})
@@ -172,8 +174,7 @@ func (b *Bridge) sendQueued(ctx context.Context, r *remote) {
 			b.fail(err)
 			b.log.Info("bridge: publish failed; trying again after reconnect", logKeyTopic, msg.topic, logKeyError, err)
 			select { // the connection may still be up; do not spin
-			case <-r.cm.Done():
-				return
+			case <-sctx.Done():
 			case <-ctx.Done():
 				return
 			case <-time.After(b.cfg.ReconnectMin):
