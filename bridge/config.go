@@ -127,6 +127,8 @@ func (c *Config) check() error {
 	for i, t := range c.Topics {
 		if !validPrefix(t.Local) || !validPrefix(t.Remote) {
 			add("topics[%d]: local %q and remote %q must be topics without wildcards", i, t.Local, t.Remote)
+		} else if reserved(t.Local) {
+			add("topics[%d]: local %q is in a reserved namespace (rooms/, users/, presence/, $rpc/): map rooms with rooms", i, t.Local)
 		}
 		if !t.Direction.in() && !t.Direction.out() {
 			add("topics[%d].direction %q: want out, in or both", i, t.Direction)
@@ -184,6 +186,16 @@ func validScheme(s string) bool {
 // validPrefix reports whether p is a topic that may stand before /#.
 func validPrefix(p string) bool {
 	return p != "" && !strings.ContainsAny(p, "+#") && !strings.HasPrefix(p, "$") && !strings.HasSuffix(p, "/")
+}
+
+// reserved reports whether topics under prefix p belong to roomq's reserved namespaces.
+func reserved(p string) bool {
+	for _, ns := range []string{wire.RoomsPrefix, wire.UsersPrefix, wire.PresencePrefix} {
+		if p+"/" == ns || strings.HasPrefix(p, ns) {
+			return true
+		}
+	}
+	return false
 }
 
 // rewrite maps topic from under prefix from to under prefix to; ok is false when topic is

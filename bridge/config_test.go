@@ -66,6 +66,8 @@ func TestConfigCheck(t *testing.T) {
 		{"direction", func(c *Config) { c.Rooms[0].Direction = "up" }, "direction"},
 		{"room twice", func(c *Config) { c.Rooms = append(c.Rooms, RoomMapping{Local: "a", Remote: "c", Direction: In}) }, "twice"},
 		{"wildcard prefix", func(c *Config) { c.Topics = []TopicMapping{{Local: "a/#", Remote: "b", Direction: Out}} }, "wildcards"},
+		{"reserved", func(c *Config) { c.Topics = []TopicMapping{{Local: "rooms", Remote: "b", Direction: Out}} }, "reserved"},
+		{"reserved below", func(c *Config) { c.Topics = []TopicMapping{{Local: "users/bob", Remote: "b", Direction: Out}} }, "reserved"},
 		{"qos 2", func(c *Config) { c.Topics = []TopicMapping{{Local: "a", Remote: "b", Direction: Out, QoS: 2}} }, "qos"},
 		{"nothing", func(c *Config) { c.Rooms = nil }, "no topics and no rooms"},
 	} {

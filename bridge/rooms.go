@@ -226,6 +226,9 @@ func (l *roomLink) handle(ctx context.Context, p *paho.Publish) {
 		l.mu.Unlock()
 		return // replayed again
 	}
+	if id > l.inPos+1 && l.inPos > 0 {
+		b.log.Warn("bridge: remote messages left the history before they were bridged", logKeyRoom, l.m.Remote, "from", l.inPos+1, "to", id-1)
+	}
 	if oerr == nil && from.Broker == b.cfg.LocalName {
 		// Our own message, stored there: never brought back.
 		l.confirmed = max(l.confirmed, from.ID)
@@ -247,7 +250,7 @@ func (l *roomLink) handle(ctx context.Context, p *paho.Publish) {
 	caller := commands.Caller{Identity: acl.Identity{User: b.cfg.LocalUser}}
 	for attempt := 1; ; attempt++ {
 		_, err = b.poster.PostRoomFrom(ctx, caller, l.m.Local, content, from)
-		if err == nil || attempt == postAttempts || !transient(err) || ctx.Err() != nil {
+		if err == nil || attempt == postAttempts || !transient(err) || errors.Is(err, rooms.ErrDuplicate) || ctx.Err() != nil {
 			break
 		}
 		select {

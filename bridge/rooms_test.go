@@ -154,3 +154,66 @@ func checkSide(t *testing.T, side string, msgs []*rooms.Message, own, other, bri
 	check("own", mine, own)
 	check("bridged", theirs, other)
 }
+
+// TestRoomTwoBridges links two brokers with a bridge on each side, both carrying the room
+// both ways: every message arrives once on the other side, by whichever bridge came first,
+// and nothing loops.
+func TestRoomTwoBridges(t *testing.T) {
+	cloudStore, edgeStore := store.NewMemory(), store.NewMemory()
+	cloud := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = cloudStore })
+	edge := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = edgeStore })
+	room := []bridge.RoomMapping{{Local: "general", Remote: "general", Direction: bridge.Both}}
+	up := runBridge(t, bridge.Options{
+		Config: bridge.Config{Name: "cloud", LocalName: "edge", URL: "tcp://" + cloud.MQTTAddr(), User: "edge-gw", Rooms: room},
+		Rooms:  edge.Rooms(), Poster: edge.Commands(), Feed: edgeStore,
+	})
+	down := runBridge(t, bridge.Options{
+		Config: bridge.Config{Name: "edge", LocalName: "cloud", URL: "tcp://" + edge.MQTTAddr(), User: "cloud-gw", Rooms: room},
+		Rooms:  cloud.Rooms(), Poster: cloud.Commands(), Feed: cloudStore,
+	})
+	waitJoined(t, up)
+	waitJoined(t, down)
+	const n = 20
+	for i := 1; i <= n; i++ {
+		post(t, edge, "alice", "general", fmt.Sprintf("alice %d", i))
+		post(t, cloud, "bob", "general", fmt.Sprintf("bob %d", i))
+	}
+	post(t, edge, "alice", "general", "alice end")
+	post(t, cloud, "bob", "general", "bob end")
+	want := uint64(2*n + 2)
+	mqtttest.WaitFor(t, waitTimeout, "both rooms complete", func() bool {
+		return lastID(t, edge, "general") >= want && lastID(t, cloud, "general") >= want
+	})
+	// Both bridges have handled everything: a copy that loops would have been posted by now.
+	for _, b := range []*bridge.Bridge{up, down} {
+		mqtttest.WaitFor(t, waitTimeout, "bridge "+b.Name()+" at the ends", func() bool {
+			r := b.Status().Rooms[0]
+			return r.LastOut == want && r.LastIn == want
+		})
+	}
+	for side, br := range map[string]*broker.Broker{"edge": edge, "cloud": cloud} {
+		msgs := history(t, br, "general")
+		if len(msgs) != int(want) {
+			t.Errorf("%s: %d messages, want %d", side, len(msgs), want)
+		}
+		seen := map[string]int{}
+		for _, m := range msgs {
+			var body struct {
+				TextMessage string `json:"textMessage"`
+			}
+			_ = json.Unmarshal(m.Message.Payload, &body)
+			seen[body.TextMessage]++
+		}
+		for _, who := range []string{"alice", "bob"} {
+			for i := 1; i <= n+1; i++ {
+				text := who + " " + strconv.Itoa(i)
+				if i == n+1 {
+					text = who + " end"
+				}
+				if seen[text] != 1 {
+					t.Errorf("%s: %q stored %d times", side, text, seen[text])
+				}
+			}
+		}
+	}
+}

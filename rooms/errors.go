@@ -14,8 +14,8 @@ var (
 	ErrNoChecker = wire.NewError(wire.CodeBadArgument, "no such checker")
 )
 
-// ErrDuplicate means a bridged message was posted already: the same author brought a message
-// of the same origin broker and epoch with that origin id or a later one. Nothing is stored;
+// ErrDuplicate means a bridged message was posted already: a message of the same origin
+// broker and epoch with that origin id or a later one was. Nothing is stored;
 // the sender treats it as accepted. It carries no wire code (wire errors match by code), so
 // callers handle it before mapping errors to codes.
 var ErrDuplicate = errors.New("bridged message posted already")

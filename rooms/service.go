@@ -86,7 +86,7 @@ type roomState struct {
 	// feed subscription; both are set while the room has subscribers here (sequencer.go).
 	last       uint64
 	cancelFeed func()
-	// bridged holds, by author, origin broker and origin epoch, the last origin id of the bridged messages
+	// bridged holds, by origin broker and origin epoch, the last origin id of the bridged messages
 	// posted here, to drop those a bridge sends twice (this instance only; not persisted).
 	bridged map[string]uint64
 }
@@ -240,8 +240,8 @@ func (s *Service) PostIn(ctx context.Context, r store.Room, author, origin strin
 // PostBridged is PostIn for a message that a bridge brings from another broker: it is stored
 // with the name of the broker where it was first posted and its id there (from, the zero
 // Origin for a message posted here), which its deliveries carry as user properties
-// origin-broker and origin-id. A message whose author posted one of the same origin broker
-// and epoch with that id or a later one is refused with ErrDuplicate.
+// origin-broker and origin-id. A message of the same origin broker and epoch as one posted
+// before, with its id or an earlier one, is refused with ErrDuplicate.
 func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin string, payload []byte, from wire.Origin) (*Message, error) {
 	room := r.Name
 	if r.MaxMessageSize > 0 && len(payload) > r.MaxMessageSize {
@@ -258,11 +258,11 @@ func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin 
 	st := s.state(room)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	bridged := author + "\x00" + from.Broker + "\x00" + from.Epoch
+	bridged := from.Broker + "\x00" + from.Epoch
 	if from.Broker != "" && from.ID <= st.bridged[bridged] {
-		// A bridge sent it again (a PUBACK lost with the link, or a packet of a dead
-		// connection read late): along one bridge, each origin's ids only grow within the
-		// sender's history epoch.
+		// Sent again (a PUBACK lost with the link, a packet of a dead connection read late,
+		// or the same message by a second bridge): the ids of one origin and epoch (one room's
+		// history) arrive in order along every bridge.
 		return nil, fmt.Errorf("post to room %q: %w: %s %d", room, ErrDuplicate, from.Broker, from.ID)
 	}
 	stored, err := s.store.Append(ctx, room, store.Message{
