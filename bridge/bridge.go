@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -146,7 +145,7 @@ func (b *Bridge) Name() string { return b.cfg.Name }
 // runs already). Every goroutine it starts has ended when it returns.
 func (b *Bridge) Run(ctx context.Context) error {
 	if !b.running.CompareAndSwap(false, true) {
-		return errors.New("bridge: Run called twice")
+		return ErrRunning
 	}
 	defer b.running.Store(false)
 	ctx, cancel := context.WithCancel(ctx)

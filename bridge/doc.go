@@ -22,8 +22,15 @@
 // that this bridge brought in, is never sent back. After a link outage each direction resumes
 // where it stopped: out from the last local id the far side acknowledged (or that the far
 // side shows it stored, read back from the remote room, so a lost PUBACK does not double a
-// message), in from the last remote id bridged in. Positions are kept in memory: a restarted
-// broker starts its bridges from the rooms' current last messages.
+// message), in from the last remote id bridged in. The far side also drops a message it
+// stored already (same origin-broker and origin-epoch, an origin-id not newer), which covers
+// a packet of a dead connection read late and a second bridge between the same brokers.
+// Positions are kept in memory: a restarted broker starts its bridges from the rooms' current
+// last messages.
+//
+// Each connection uses the configured client id with "-N" added, N counting connections: a
+// new connection never takes over the previous one's client id, whose late clean-up on the
+// far side could otherwise end the new connection's subscriptions.
 //
 // # Plain topics
 //
