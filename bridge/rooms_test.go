@@ -1,6 +1,7 @@
 package bridge_test
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"github.com/roomq/roomq/bridge"
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/internal/tlstest"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
 	"github.com/roomq/roomq/wire"
@@ -215,5 +217,48 @@ func TestRoomTwoBridges(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestRoomTransports bridges a room out over each transport: ws://host/mqtt, tls:// and
+// wss:// (with a private CA).
+func TestRoomTransports(t *testing.T) {
+	cert := tlstest.New(t)
+	cloud := mqtttest.StartBroker(t, func(o *broker.Options) {
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12}
+		o.MQTTTLSAddr = "127.0.0.1:0"
+	})
+	cloudWSS := mqtttest.StartBroker(t, func(o *broker.Options) {
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12}
+		o.HTTPTLS = true
+	})
+	for _, tc := range []struct {
+		name  string
+		cloud *broker.Broker
+		url   string
+	}{
+		{"ws", cloud, "ws://" + cloud.HTTPAddr() + "/mqtt"},
+		{"tls", cloud, "tls://" + cloud.MQTTTLSAddr()},
+		{"wss", cloudWSS, "wss://" + cloudWSS.HTTPAddr() + "/mqtt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			edgeStore := store.NewMemory()
+			edge := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = edgeStore })
+			b := runBridge(t, bridge.Options{
+				Config: bridge.Config{
+					Name: "cloud", LocalName: "edge-" + tc.name, URL: tc.url, User: "edge-gw",
+					TLS:   &tls.Config{RootCAs: cert.Pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12},
+					Rooms: []bridge.RoomMapping{{Local: "general", Remote: "general", Direction: bridge.Out}},
+				},
+				Rooms: edge.Rooms(), Poster: edge.Commands(), Feed: edgeStore,
+			})
+			waitJoined(t, b)
+			before := lastID(t, tc.cloud, "general")
+			post(t, edge, "alice", "general", "over "+tc.name)
+			mqtttest.WaitFor(t, waitTimeout, "message in the cloud", func() bool { return lastID(t, tc.cloud, "general") == before+1 })
+			if m := history(t, tc.cloud, "general")[before]; m.OriginBroker != "edge-"+tc.name || m.OriginID != 1 || m.Author != "edge-gw" {
+				t.Fatalf("cloud stored %+v", m.Message)
+			}
+		})
 	}
 }
