@@ -23,6 +23,9 @@ const (
 	connectTimeout = 10 * time.Second
 	setupTimeout   = 30 * time.Second
 	closeTimeout   = 2 * time.Second
+	// localTimeout bounds one publish or post on this broker, made while the far side's
+	// messages wait.
+	localTimeout = 10 * time.Second
 )
 
 // remote is the bridge's connection to the far side.

@@ -249,7 +249,9 @@ func (l *roomLink) handle(ctx context.Context, p *paho.Publish) {
 	content := unenrich(p.Payload, id, up.Get(propAuthor), up.Get(propTimestamp))
 	caller := commands.Caller{Identity: acl.Identity{User: b.cfg.LocalUser}}
 	for attempt := 1; ; attempt++ {
-		_, err = b.poster.PostRoomFrom(ctx, caller, l.m.Local, content, from)
+		pctx, cancel := context.WithTimeout(ctx, localTimeout)
+		_, err = b.poster.PostRoomFrom(pctx, caller, l.m.Local, content, from)
+		cancel()
 		if err == nil || attempt == postAttempts || !transient(err) || errors.Is(err, rooms.ErrDuplicate) || ctx.Err() != nil {
 			break
 		}

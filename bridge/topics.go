@@ -206,10 +206,12 @@ func (b *Bridge) toLocal(ctx context.Context, p *paho.Publish) {
 		if cm == nil {
 			return
 		}
-		pr, err := cm.Publish(ctx, &paho.Publish{
+		pctx, cancel := context.WithTimeout(ctx, localTimeout)
+		pr, err := cm.Publish(pctx, &paho.Publish{
 			Topic: topic, QoS: min(p.QoS, m.QoS), Retain: p.Retain, Payload: p.Payload,
 			Properties: &paho.PublishProperties{User: withOrigin(props, b.cfg.Name)},
 		})
+		cancel()
 		switch {
 		case pr != nil && pr.ReasonCode >= 0x80:
 			b.dropped.Add(1)
