@@ -50,7 +50,9 @@ type Authenticator interface {
 }
 
 // DevAuth is the development authenticator: every valid non-empty username is accepted as that
-// user with any password. Users listed in Admins get the admin role.
+// user with any password. Without a username, the session id of a WebSocket client
+// (Credentials.SessionID: cookie hu60_sid, else query _sid) is the user, as the JSON gateway
+// (/v1/ws) and docs/protocol.md have it. Users listed in Admins get the admin role.
 type DevAuth struct {
 	// Admins are the users given the admin role.
 	Admins []string
@@ -58,11 +60,15 @@ type DevAuth struct {
 
 // Authenticate implements Authenticator.
 func (a DevAuth) Authenticate(_ context.Context, creds Credentials) (Identity, error) {
-	if !wire.ValidName(creds.Username) {
+	user := creds.Username
+	if user == "" {
+		user = creds.SessionID()
+	}
+	if !wire.ValidName(user) {
 		return Identity{}, fmt.Errorf("%w: invalid user name", ErrBadCredentials)
 	}
-	id := Identity{User: creds.Username}
-	if slices.Contains(a.Admins, creds.Username) {
+	id := Identity{User: user}
+	if slices.Contains(a.Admins, user) {
 		id.Roles = []string{RoleAdmin}
 	}
 	return id, nil

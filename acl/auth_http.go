@@ -82,6 +82,8 @@ type HTTPAuthRequest struct {
 	// Cookies are a WebSocket client's cookies by name; {} for other clients.
 	Cookies map[string]string `json:"cookies"`
 	// SID is the session id (cookie hu60_sid, else query _sid) of a WebSocket client, or "".
+	// A connection of the JSON gateway (/v1/ws) has no Username, its session id as both SID
+	// and Password, and ClientID "ws-gw".
 	SID string `json:"sid"`
 }
 

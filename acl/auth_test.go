@@ -3,6 +3,7 @@ package acl_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -107,5 +108,45 @@ func TestDevAuthIdentitiesDoNotShareRoles(t *testing.T) {
 func TestErrorsOfACL(t *testing.T) {
 	if errors.Is(acl.ErrBadCredentials, acl.ErrNotAllowed) || errors.Is(acl.ErrNotAllowed, acl.ErrNotJoined) {
 		t.Error("acl sentinels match each other")
+	}
+}
+
+// Without a user name, DevAuth takes the session id (cookie hu60_sid, else query _sid) as the
+// user, as the JSON gateway needs; a user name wins over it, and a bad sid is refused.
+func TestDevAuthSessionID(t *testing.T) {
+	auth := acl.DevAuth{Admins: []string{"admin"}}
+	cases := []struct {
+		name    string
+		creds   acl.Credentials
+		want    string
+		wantErr bool
+	}{
+		{"cookie", acl.Credentials{Cookies: map[string]string{acl.SessionCookie: "alice"}}, "alice", false},
+		{"query", acl.Credentials{Query: url.Values{acl.SessionQueryParam: {"bob"}}}, "bob", false},
+		{"cookie before query", acl.Credentials{
+			Cookies: map[string]string{acl.SessionCookie: "alice"},
+			Query:   url.Values{acl.SessionQueryParam: {"bob"}},
+		}, "alice", false},
+		{"user name wins", acl.Credentials{Username: "carol", Cookies: map[string]string{acl.SessionCookie: "alice"}}, "carol", false},
+		{"admin sid", acl.Credentials{Query: url.Values{acl.SessionQueryParam: {"admin"}}}, "admin", false},
+		{"no sid", acl.Credentials{Cookies: map[string]string{"other": "x"}}, "", true},
+		{"invalid sid", acl.Credentials{Query: url.Values{acl.SessionQueryParam: {"a/b"}}}, "", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := auth.Authenticate(context.Background(), tc.creds)
+			if tc.wantErr {
+				if !errors.Is(err, acl.ErrBadCredentials) {
+					t.Fatalf("Authenticate = %+v, %v; want ErrBadCredentials", id, err)
+				}
+				return
+			}
+			if err != nil || id.User != tc.want {
+				t.Fatalf("Authenticate = %+v, %v; want user %q", id, err, tc.want)
+			}
+			if id.IsAdmin() != (tc.want == "admin") {
+				t.Errorf("roles = %q", id.Roles)
+			}
+		})
 	}
 }

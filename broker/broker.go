@@ -20,7 +20,9 @@ import (
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/devices"
+	"github.com/roomq/roomq/gateway"
 	"github.com/roomq/roomq/hooks"
+	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/mqttws"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
@@ -35,11 +37,13 @@ type Broker struct {
 	rooms    *rooms.Service
 	devices  *devices.Registry
 	commands *commands.Service
+	api      *commands.API
 	router   *hooks.Router
 	mqtt     *mqtt.Server
-	tcp      *listeners.TCP
-	tls      *listeners.TCP
+	tcp      *listeners.Net
+	tls      *listeners.Net
 	ws       *mqttws.Listener
+	gateway  *gateway.Gateway // the JSON WebSocket gateway on /v1/ws; nil without HTTP
 	http     *http.Server
 	httpLn   net.Listener
 
@@ -51,7 +55,7 @@ type Broker struct {
 }
 
 // New assembles a broker from opts. Nothing listens until Start.
-func New(opts Options) (*Broker, error) {
+func New(opts Options) (_ *Broker, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -60,6 +64,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.MaxPacketSize == 0 {
 		opts.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if opts.MaxPendingWrites <= 0 {
+		opts.MaxPendingWrites = DefaultMaxPendingWrites
 	}
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = DefaultShutdownGrace
@@ -78,22 +85,36 @@ func New(opts Options) (*Broker, error) {
 		opts.Authenticator = acl.DevAuth{Admins: opts.Admins}
 		log.Warn("development mode: every user name is accepted with any password; configure auth for production")
 	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	opts.Metrics.SetInstance(opts.InstanceID)
 	st := opts.Store
 	if st == nil {
 		st = store.NewMemory()
 	}
+	st = metrics.InstrumentStore(st, opts.Metrics)
 	b := &Broker{opts: opts, log: log, store: st, stop: make(chan struct{})}
+	var opened []net.Listener // closed again when New fails
+	defer func() {
+		if err != nil {
+			for _, ln := range opened {
+				_ = ln.Close()
+			}
+		}
+	}()
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true // MOCHI-NOTES 16
 	caps.MaximumPacketSize = opts.MaxPacketSize
+	caps.MaximumClientWritesPending = int32(opts.MaxPendingWrites)
 	mochiLog := slog.New(mochiLogHandler{log.Handler()}).With("component", "mqtt")
 	b.mqtt = mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochiLog})
+	opts.Metrics.ObserveMQTT(b.mqtt.Info)
 
 	policy := acl.Policy{Rules: opts.TopicRules}
 	var router *hooks.Router
 	notifier := &lateNotifier{}
-	var err error
 	b.rooms, err = rooms.New(rooms.Options{
 		Store:                 st,
 		Checkers:              opts.Checkers,
@@ -131,6 +152,7 @@ func New(opts Options) (*Broker, error) {
 			NotifyAccessLists: opts.NotifyAccessLists,
 			MaxMessageSize:    opts.MaxRoomMessageSize,
 		},
+		Hooks:  opts.Hooks,
 		Logger: log,
 	})
 	if err != nil {
@@ -142,6 +164,8 @@ func New(opts Options) (*Broker, error) {
 		Access:        st,
 		Connections:   st,
 		Logger:        log,
+		Metrics:       opts.Metrics,
+		Hooks:         b.commands.Hooks(),
 
 		MaxConnectionsPerUser:         opts.MaxConnectionsPerUser,
 		MaxSubscriptionsPerConnection: opts.MaxSubscriptionsPerConnection,
@@ -160,18 +184,26 @@ func New(opts Options) (*Broker, error) {
 		Broadcast:    st,
 		Routes:       st,
 		Retained:     st,
+		Replies:      st,
+		ReplyTimeout: opts.ReplyTimeout,
 		Instance:     opts.InstanceID,
 		MaxQueued:    opts.MaxQueued,
 		PublishRate:  opts.PublishRate,
 		PublishBurst: opts.PublishBurst,
 		Logger:       log,
+		Metrics:      opts.Metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	notifier.Router = router
 	b.router = router
-	b.commands.SetTransport(router)
+	if b.api, err = commands.NewAPI(b.commands, opts.Admins[0]); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	opts.Metrics.SetCommands(b.commands.Names())
+	opts.Metrics.ObserveLocal(router)
+	b.commands.SetTransport(&transport{Router: router, notifier: notifier})
 	if err := b.mqtt.AddHook(auth, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
@@ -180,7 +212,12 @@ func New(opts Options) (*Broker, error) {
 	}
 
 	if opts.MQTTAddr != "" {
-		b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.MQTTAddr})
+		ln, err := net.Listen("tcp", opts.MQTTAddr)
+		if err != nil {
+			return nil, fmt.Errorf("broker: listen for MQTT on %s: %w", opts.MQTTAddr, err)
+		}
+		opened = append(opened, ln)
+		b.tcp = listeners.NewNet("tcp", batchListener{ln})
 		if err := b.mqtt.AddListener(safeClose{b.tcp, b.mqtt}); err != nil {
 			return nil, fmt.Errorf("broker: listen for MQTT on %s: %w", opts.MQTTAddr, err)
 		}
@@ -189,7 +226,14 @@ func New(opts Options) (*Broker, error) {
 		return nil, errors.New("broker: MQTTTLSAddr and HTTPTLS need Options.TLS")
 	}
 	if opts.MQTTTLSAddr != "" {
-		b.tls = listeners.NewTCP(listeners.Config{ID: "tls", Address: opts.MQTTTLSAddr, TLSConfig: opts.TLS})
+		ln, err := net.Listen("tcp", opts.MQTTTLSAddr)
+		if err != nil {
+			return nil, fmt.Errorf("broker: listen for MQTT over TLS on %s: %w", opts.MQTTTLSAddr, err)
+		}
+		opened = append(opened, ln)
+		// The batches are gathered above TLS, so that a batch is one TLS record, not one per
+		// packet.
+		b.tls = listeners.NewNet("tls", batchListener{tls.NewListener(ln, opts.TLS)})
 		if err := b.mqtt.AddListener(safeClose{b.tls, b.mqtt}); err != nil {
 			return nil, fmt.Errorf("broker: listen for MQTT over TLS on %s: %w", opts.MQTTTLSAddr, err)
 		}
@@ -215,6 +259,20 @@ func New(opts Options) (*Broker, error) {
 		if opts.HTTPTLS {
 			ln = tls.NewListener(ln, opts.TLS)
 		}
+		b.gateway, err = gateway.New(gateway.Options{
+			Authenticator:         opts.Authenticator,
+			Sessions:              b.devices,
+			Topics:                b.mqtt.Topics,
+			AllowedOrigins:        opts.AllowedOrigins,
+			MaxConnectionsPerUser: opts.MaxConnectionsPerUser,
+			Logger:                log,
+			Metrics:               opts.Metrics,
+		})
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		notifier.gateway = b.gateway
 		b.httpLn = ln
 		b.http = &http.Server{Handler: b.routes(), ReadHeaderTimeout: defaultReadHeaderTime}
 	}
@@ -223,9 +281,33 @@ func New(opts Options) (*Broker, error) {
 
 // lateNotifier forwards notifications to the router, which is built after the services that
 // notify through it.
-type lateNotifier struct{ *hooks.Router }
+type lateNotifier struct {
+	*hooks.Router
+	gateway *gateway.Gateway // nil without HTTP
+}
 
-func (n *lateNotifier) disconnectAll() { n.DisconnectAll() }
+// transport is the router as the commands' transport, with the gateway's connections: the
+// disconnect command ends those of this instance too.
+type transport struct {
+	*hooks.Router
+	notifier *lateNotifier // its gateway is set once built
+}
+
+// Disconnect implements commands.Transport.
+func (t *transport) Disconnect(clientID string) bool {
+	if gw := t.notifier.gateway; gw != nil && gw.Disconnect(clientID) {
+		return true
+	}
+	return t.Router.Disconnect(clientID)
+}
+
+// disconnectAll ends every connection of this instance, MQTT and gateway alike.
+func (n *lateNotifier) disconnectAll() {
+	n.DisconnectAll()
+	if n.gateway != nil {
+		n.gateway.DisconnectAll()
+	}
+}
 
 // Start creates the configured rooms and starts serving.
 func (b *Broker) Start(ctx context.Context) error {
@@ -362,6 +444,9 @@ func (b *Broker) HTTPAddr() string {
 	return b.httpLn.Addr().String()
 }
 
+// Metrics returns the broker's metrics (Options.Metrics, or those it made).
+func (b *Broker) Metrics() *metrics.Metrics { return b.opts.Metrics }
+
 // Rooms returns the rooms service, to create rooms or register checkers from Go.
 func (b *Broker) Rooms() *rooms.Service { return b.rooms }
 
@@ -385,6 +470,12 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		// established while Mochi's Close runs (it races with EstablishConnection in v2.7.9).
 		for _, l := range b.listeners() {
 			safeClose{l, b.mqtt}.Close(nil)
+		}
+		// Gateway connections end while the router still publishes their users' presence.
+		if b.gateway != nil {
+			if err := b.gateway.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		if err := b.mqtt.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close MQTT server: %w", err))
@@ -423,6 +514,9 @@ func (b *Broker) Ready(ctx context.Context) error {
 func (b *Broker) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/mqtt", b.ws)
+	mux.Handle("/v1/ws", b.gateway)
+	mux.Handle("GET /metrics", b.opts.Metrics.Handler())
+	mux.Handle("/api/", b.adminHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

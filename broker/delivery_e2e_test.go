@@ -121,6 +121,7 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 		t.Fatalf("stuck client still connected after %d messages of 64 KiB", sent)
 	}
 	t.Logf("stuck client disconnected after %d messages", sent)
+	scrapeMetrics(t, b).expect(t, 1, "roomq_dropped_total", "reason=slow_consumer")
 }
 
 // A client's own packet ids never clash with the ids of the broker's unacknowledged messages

@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/devices"
+	"github.com/roomq/roomq/hooks"
+	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
 )
@@ -18,6 +21,7 @@ const (
 	DefaultMaxPacketSize     = 1 << 20
 	DefaultShutdownGrace     = 10 * time.Second
 	DefaultRoomCheckInterval = 5 * time.Second
+	DefaultMaxPendingWrites  = 1024
 	DefaultFailureTimeout    = devices.DefaultFailureTimeout
 	DefaultGeneralRoom       = "general"
 	DefaultAdminUser         = "admin"
@@ -29,7 +33,8 @@ const (
 type Options struct {
 	// MQTTAddr is the MQTT over TCP listen address; empty disables the listener.
 	MQTTAddr string
-	// HTTPAddr is the HTTP listen address (/mqtt, /healthz, /readyz); empty disables it.
+	// HTTPAddr is the HTTP listen address (/mqtt, /metrics, /healthz, /readyz); empty
+	// disables it.
 	HTTPAddr string
 	// MQTTTLSAddr is the listen address of MQTT over TLS (usually ":8883"); it needs TLS.
 	MQTTTLSAddr string
@@ -44,6 +49,9 @@ type Options struct {
 	// the same id cleans up what its earlier run left in the store at once; one with a new id
 	// leaves that to the failure timeout.
 	InstanceID string
+	// ReplyTimeout is how long a client that received a device-to-device request may publish
+	// its answer to the request's response topic under users/{user}/replies/ (default 60 s).
+	ReplyTimeout time.Duration
 	// FailureTimeout is how long after an instance dies the others have published its
 	// clients' wills and presence and ended their room memberships (default 15 s).
 	FailureTimeout time.Duration
@@ -101,11 +109,27 @@ type Options struct {
 	PublishBurst int
 	// MaxQueued is how many packets a connection may fall behind before it is disconnected.
 	MaxQueued int
+	// MaxPendingWrites is how many messages of plain topics may wait to be written to one
+	// connection; more are dropped for it (default DefaultMaxPendingWrites). Mochi reserves
+	// 8 bytes of every connection per slot.
+	MaxPendingWrites int
 	// ShutdownGrace bounds Shutdown when its context has no deadline (default 10 s).
 	ShutdownGrace time.Duration
 
+	// Hooks run before and after every command and its native MQTT equivalents, and when
+	// clients connect, disconnect, join and leave rooms (see docs/api.md); nil means none.
+	// Register them before Start.
+	Hooks *commands.Hooks
+	// AdminToken is the bearer token of the admin HTTP API under /api/ (docs/api.md); empty
+	// turns the API off.
+	AdminToken string
+
 	// Logger receives the broker's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics receives the broker's Prometheus metrics, served on GET /metrics; nil means new
+	// ones (metrics.New). The broker sets their instance and commands, and times its store;
+	// give each broker its own.
+	Metrics *metrics.Metrics
 }
 
 // DefaultOptions returns the options of `go run ./cmd/broker` with no configuration.
@@ -117,5 +141,7 @@ func DefaultOptions() Options {
 		NotifyUserlist:    true,
 		NotifyAccessLists: true,
 		FailureTimeout:    DefaultFailureTimeout,
+		ReplyTimeout:      hooks.DefaultReplyTimeout,
+		MaxPendingWrites:  DefaultMaxPendingWrites,
 	}
 }

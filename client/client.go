@@ -66,10 +66,10 @@ type Config struct {
 	Logger *slog.Logger
 
 	// CallResponseTopic is the Response Topic of Call requests; empty means the protocol's
-	// users/{user}/replies/{clientId}/call, whose replies need the broker to let the responder
-	// publish there. Set a topic the responders may publish to (and this client may
-	// subscribe to) on brokers that do not. The client subscribes to it; calls are told apart
-	// by their correlation data.
+	// users/{user}/replies/{clientId}/call, where the broker lets each responder publish its
+	// one reply. Set a plain topic the responders may publish to (and this client may
+	// subscribe to) for other brokers. The client subscribes to it; calls are told apart by
+	// their correlation data.
 	CallResponseTopic string
 
 	// OnConnect is called after each connection is up and every room, watch and handler has

@@ -154,15 +154,60 @@ func (s *Service) roomLeave(ctx context.Context, c Caller, args json.RawMessage)
 	return connectionsResult{j.Connections}, nil
 }
 
-// PostRoom posts payload to room as the caller: the native equivalent of roomMessage.
+// PostRoom posts payload to room as the caller: the native equivalent of roomMessage, through
+// its hooks. It returns a nil message and no error when a Before hook ended the call with a
+// result. With hooks registered for roomMessage it reads the room once more, to give the
+// hooks the message in its RPC form.
 func (s *Service) PostRoom(ctx context.Context, c Caller, room string, payload []byte) (*rooms.Message, error) {
-	return s.PostRoomFrom(ctx, c, room, payload, wire.Origin{})
+	if !s.hooks.active(CommandRoomMessage) {
+		return s.postRoom(ctx, c, room, payload)
+	}
+	message, wrapped := json.RawMessage(payload), false
+	r, err := s.rooms.Room(ctx, room)
+	if !json.Valid(payload) || (err == nil && r.Checker == rooms.CheckerBinary) {
+		message, wrapped = binaryJSON(payload), true
+	}
+	args, err := json.Marshal(struct {
+		Room    string          `json:"room"`
+		Message json.RawMessage `json:"message"`
+	}{room, message})
+	if err != nil {
+		return nil, fmt.Errorf("post to room %q: %w", room, err)
+	}
+	call := &Call{Caller: c, Command: CommandRoomMessage, Args: args, Native: true, wrapped: wrapped}
+	out := s.hooks.run(ctx, call, func(ctx context.Context, call *Call) (any, error) {
+		return s.postMessageArgs(ctx, call.Caller, call.Args, call.wrapped)
+	})
+	return out.Message, out.Err
+}
+
+// binaryJSON returns payload in the {"binary": "<base64>"} form.
+func binaryJSON(payload []byte) json.RawMessage {
+	b, _ := json.Marshal(struct {
+		Binary []byte `json:"binary"`
+	}{payload}) // cannot fail
+	return b
 }
 
 // PostRoomFrom is PostRoom for a message first posted on another broker (a bridge's message;
-// the zero Origin for none): the room stores that origin with the message and delivers it as
-// user properties origin-broker and origin-id; a message sent twice gets rooms.ErrDuplicate.
+// the zero Origin for none, which is PostRoom): the room stores that origin with the message
+// and delivers it as user properties origin-broker and origin-id; a message sent twice gets
+// rooms.ErrDuplicate. A bridged message does not run the roomMessage hooks: it ran those of
+// the broker where it was first posted.
 func (s *Service) PostRoomFrom(ctx context.Context, c Caller, room string, payload []byte, from wire.Origin) (*rooms.Message, error) {
+	if from.Broker == "" {
+		return s.PostRoom(ctx, c, room, payload)
+	}
+	return s.postRoomFrom(ctx, c, room, payload, from)
+}
+
+// postRoom is PostRoom without hooks.
+func (s *Service) postRoom(ctx context.Context, c Caller, room string, payload []byte) (*rooms.Message, error) {
+	return s.postRoomFrom(ctx, c, room, payload, wire.Origin{})
+}
+
+// postRoomFrom is PostRoomFrom without hooks.
+func (s *Service) postRoomFrom(ctx context.Context, c Caller, room string, payload []byte, from wire.Origin) (*rooms.Message, error) {
 	a, err := s.access(ctx, c, room)
 	if err != nil {
 		return nil, err
@@ -174,6 +219,13 @@ func (s *Service) PostRoomFrom(ctx context.Context, c Caller, room string, paylo
 }
 
 func (s *Service) roomMessage(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
+	return s.postMessageArgs(ctx, c, args, false)
+}
+
+// postMessageArgs posts the message of roomMessage arguments. The message is the payload, or
+// its {"binary": "<base64>"} form in binary rooms and when wrapped (a native payload that is
+// not JSON).
+func (s *Service) postMessageArgs(ctx context.Context, c Caller, args json.RawMessage, wrapped bool) (any, error) {
 	var a struct {
 		Room    string          `json:"room"`
 		Message json.RawMessage `json:"message"`
@@ -185,7 +237,7 @@ func (s *Service) roomMessage(ctx context.Context, c Caller, args json.RawMessag
 		return nil, err
 	}
 	payload := []byte(a.Message)
-	if r, err := s.rooms.Room(ctx, a.Room); err == nil && r.Checker == rooms.CheckerBinary {
+	if r, err := s.rooms.Room(ctx, a.Room); wrapped || (err == nil && r.Checker == rooms.CheckerBinary) {
 		var b struct {
 			Binary []byte `json:"binary"`
 		}
@@ -194,13 +246,11 @@ func (s *Service) roomMessage(ctx context.Context, c Caller, args json.RawMessag
 		}
 		payload = b.Binary
 	}
-	m, err := s.PostRoom(ctx, c, a.Room, payload)
+	m, err := s.postRoom(ctx, c, a.Room, payload)
 	if err != nil {
 		return nil, err
 	}
-	return struct {
-		ID uint64 `json:"id"`
-	}{m.ID}, nil
+	return &MessageResult{ID: m.ID, Message: m}, nil
 }
 
 func (s *Service) roomHistoryInfo(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
@@ -211,12 +261,22 @@ func (s *Service) roomHistoryInfo(ctx context.Context, c Caller, args json.RawMe
 	return s.rooms.HistoryInfo(ctx, a.Room.Name)
 }
 
-func messagesJSON(msgs []*rooms.Message) []json.RawMessage {
-	out := make([]json.RawMessage, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.JSON()
+// messagesJSON returns the JSON array of msgs, built from their JSON forms (which are valid
+// and compact already) without encoding them again.
+func messagesJSON(msgs []*rooms.Message) json.RawMessage {
+	n := 2
+	for _, m := range msgs {
+		n += len(m.JSON()) + 1
 	}
-	return out
+	out := make([]byte, 0, n)
+	out = append(out, '[')
+	for i, m := range msgs {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, m.JSON()...)
+	}
+	return append(out, ']')
 }
 
 func (s *Service) roomHistoryGet(ctx context.Context, c Caller, args json.RawMessage) (any, error) {

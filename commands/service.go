@@ -22,6 +22,9 @@ type Caller struct {
 	Identity acl.Identity
 	// ClientID is the calling connection, empty for server-side calls.
 	ClientID string
+	// Conn is the calling connection as the connection hooks saw it, with the data they
+	// attached; nil for server-side calls and wills.
+	Conn *Connection
 }
 
 // Transport performs the effects of commands on connections. Package hooks implements it.
@@ -66,6 +69,8 @@ type Options struct {
 	RoomsManagement bool
 	// RoomDefaults holds the notification settings of new rooms.
 	RoomDefaults store.Room
+	// Hooks run around every command and its native equivalents; nil means none.
+	Hooks *Hooks
 	// Now returns the current time; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -84,6 +89,7 @@ type Service struct {
 	defaults  store.Room
 	now       func() time.Time
 	log       *slog.Logger
+	hooks     *Hooks
 	handlers  map[string]Handler
 }
 
@@ -101,6 +107,10 @@ func New(opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Hooks == nil {
+		opts.Hooks = NewHooks()
+	}
+	opts.Hooks.setLogger(opts.Logger)
 	s := &Service{
 		rooms:     opts.Rooms,
 		devices:   opts.Devices,
@@ -113,6 +123,7 @@ func New(opts Options) (*Service, error) {
 		defaults:  opts.RoomDefaults,
 		now:       opts.Now,
 		log:       opts.Logger,
+		hooks:     opts.Hooks,
 	}
 	s.handlers = map[string]Handler{
 		"roomCreate":             s.roomCreate,
@@ -157,20 +168,68 @@ func (s *Service) Names() []string {
 	return names
 }
 
-// Exec runs command name with the JSON object args for c. Errors carry a wire code
-// (wire.CodeOf); an unknown command gives noCommand.
+// Hooks returns the service's hooks (Options.Hooks, or the empty set it made).
+func (s *Service) Hooks() *Hooks { return s.hooks }
+
+// Exec runs command name with the JSON object args for c, through the command's Before and
+// After hooks. Errors carry a wire code (wire.CodeOf); an unknown command gives noCommand
+// without running any hook.
 func (s *Service) Exec(ctx context.Context, c Caller, name string, args json.RawMessage) (any, error) {
 	h, ok := s.handlers[name]
 	if !ok {
 		return nil, wire.Errorf(wire.CodeNoCommand, "no command %q", name)
 	}
-	return h(ctx, c, args)
+	if !s.hooks.active(name) {
+		return h(ctx, c, args)
+	}
+	out := s.hooks.run(ctx, &Call{Caller: c, Command: name, Args: args}, func(ctx context.Context, call *Call) (any, error) {
+		return h(ctx, call.Caller, call.Args)
+	})
+	return out.Result, out.Err
 }
 
 // SendDirect sends a direct message from the caller to user to: the native equivalent of
-// directMessage. The payload is checked like a text room message and delivered with author
-// and timestamp; the caller's other connections get a directMessageEcho.
+// directMessage, through its hooks. The payload is checked like a text room message and
+// delivered with author and timestamp; the caller's other connections get a
+// directMessageEcho. It returns 0 and no error when a Before hook ended the call with a
+// result.
 func (s *Service) SendDirect(ctx context.Context, c Caller, to string, payload []byte) (int64, error) {
+	if !s.hooks.active(CommandDirectMessage) {
+		return s.sendDirect(ctx, c, to, payload)
+	}
+	if !json.Valid(payload) {
+		if _, err := rooms.CheckText(payload); err != nil {
+			return 0, fmt.Errorf("direct message to %q: %w", to, err)
+		}
+	}
+	args, err := json.Marshal(struct {
+		User    string          `json:"user"`
+		Message json.RawMessage `json:"message"`
+	}{to, payload})
+	if err != nil {
+		return 0, fmt.Errorf("direct message to %q: %w", to, err)
+	}
+	call := &Call{Caller: c, Command: CommandDirectMessage, Args: args, Native: true}
+	out := s.hooks.run(ctx, call, func(ctx context.Context, call *Call) (any, error) {
+		return s.directMessage(ctx, call.Caller, call.Args)
+	})
+	if out.Err != nil {
+		return 0, out.Err
+	}
+	if r, ok := out.Result.(DirectResult); ok {
+		return r.Timestamp, nil
+	}
+	return 0, nil
+}
+
+// DirectResult is the result of directMessage.
+type DirectResult struct {
+	// Timestamp is when the broker delivered the message, in milliseconds since the epoch.
+	Timestamp int64 `json:"timestamp"`
+}
+
+// sendDirect is SendDirect without hooks.
+func (s *Service) sendDirect(ctx context.Context, c Caller, to string, payload []byte) (int64, error) {
 	if err := requireName("user", to); err != nil {
 		return 0, err
 	}
@@ -212,13 +271,11 @@ func (s *Service) directMessage(ctx context.Context, c Caller, args json.RawMess
 	if err := requireValue("message", a.Message); err != nil {
 		return nil, err
 	}
-	ts, err := s.SendDirect(ctx, c, a.User, a.Message)
+	ts, err := s.sendDirect(ctx, c, a.User, a.Message)
 	if err != nil {
 		return nil, err
 	}
-	return struct {
-		Timestamp int64 `json:"timestamp"`
-	}{ts}, nil
+	return DirectResult{ts}, nil
 }
 
 func (s *Service) listOwnSockets(ctx context.Context, c Caller, args json.RawMessage) (any, error) {

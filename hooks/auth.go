@@ -13,6 +13,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/commands"
+	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/mqttws"
 	"github.com/roomq/roomq/store"
 )
@@ -37,6 +39,10 @@ type AuthOptions struct {
 	Timeout time.Duration
 	// Logger receives the hook's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics counts refused connections; nil counts nothing.
+	Metrics *metrics.Metrics
+	// Hooks holds the connect hooks run after authentication; nil means none.
+	Hooks *commands.Hooks
 }
 
 // Auth is the one hook that answers OnConnectAuthenticate and OnACLCheck. Never install Mochi's
@@ -51,6 +57,8 @@ type Auth struct {
 	maxSubs int
 	timeout time.Duration
 	log     *slog.Logger
+	metrics *metrics.Metrics
+	hooks   *commands.Hooks
 
 	mu sync.RWMutex
 	// ids holds the identity of every client, connected or the offline holder of a session
@@ -61,6 +69,8 @@ type Auth struct {
 	// overLimit holds, per client, the filters of the SUBSCRIBE being processed that are over
 	// the subscription limit, so that OnACLCheck refuses them and OnPacketEncode reports 0x97.
 	overLimit map[*mqtt.Client]map[string]bool
+	// hooked holds the commands.Connection of every client in ids.
+	hooked map[*mqtt.Client]*commands.Connection
 }
 
 var _ mqtt.Hook = (*Auth)(nil)
@@ -88,7 +98,10 @@ func NewAuth(opts AuthOptions) (*Auth, error) {
 		maxSubs: opts.MaxSubscriptionsPerConnection,
 		timeout: opts.Timeout,
 		log:     opts.Logger,
+		metrics: opts.Metrics,
+		hooks:   opts.Hooks,
 		ids:     make(map[*mqtt.Client]acl.Identity),
+		hooked:  make(map[*mqtt.Client]*commands.Connection),
 		byID:    make(map[string]*mqtt.Client),
 
 		overLimit: make(map[*mqtt.Client]map[string]bool),
@@ -116,7 +129,8 @@ func (a *Auth) Identity(cl *mqtt.Client) (acl.Identity, bool) {
 
 // OnConnect authenticates the client and checks its will, answering refusals with a CONNACK
 // (Mochi would close without one). [MQTT-3.2.2-6]
-func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) (err error) {
+	defer func() { a.countRefusal(err) }()
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	creds := acl.Credentials{
@@ -144,9 +158,13 @@ func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			return err
 		}
 	}
+	if err := a.runConnectHooks(ctx, cl, id); err != nil {
+		return err
+	}
 	a.mu.Lock()
 	if old := a.byID[cl.ID]; old != nil && old != cl && old.Closed() {
 		delete(a.ids, old) // an offline session, resumed or replaced now
+		delete(a.hooked, old)
 	}
 	a.byID[cl.ID] = cl
 	a.ids[cl] = id
@@ -324,6 +342,7 @@ func (a *Auth) OnClientExpired(cl *mqtt.Client) {
 // forgetLocked forgets cl. Lock a.mu must be held.
 func (a *Auth) forgetLocked(cl *mqtt.Client) {
 	delete(a.ids, cl)
+	delete(a.hooked, cl)
 	if a.byID[cl.ID] == cl {
 		delete(a.byID, cl.ID)
 	}

@@ -34,6 +34,12 @@ type message struct {
 func (r *Router) publish(m message, except string) { r.publishTo(m, except, nil) }
 
 // publishTo is publish for the subscribers that allow accepts (all when allow is nil).
+//
+// When allow is nil, Mochi's inline subscriptions whose filter matches (added with
+// Server.Topics.InlineSubscribe, as package gateway does) get m too, so that Go code in the
+// process sees the broker's own messages — direct messages, presence, events — as MQTT
+// subscribers do, from this instance and the others. Their handlers run synchronously, with
+// the router's locks held (presence, a room's), and must not block.
 func (r *Router) publishTo(m message, except string, allow func(*conn) bool) {
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: m.qos, Retain: m.retain},
@@ -60,6 +66,11 @@ func (r *Router) publishTo(m message, except string, allow func(*conn) bool) {
 			continue
 		}
 		c.out.push(packetFor(c, sub, pk))
+	}
+	if allow == nil {
+		for _, in := range subs.InlineSubscriptions {
+			in.Handler(r.inline, in.Subscription, pk.Copy(false))
+		}
 	}
 }
 

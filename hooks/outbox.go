@@ -7,6 +7,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/roomq/roomq/metrics"
 )
 
 // outbox is the ordered queue of the broker's own deliveries to one connection: room messages,
@@ -23,6 +25,7 @@ type outbox struct {
 	maxQueued int
 	spawn     func(func()) bool // starts the drain goroutine under the router's ownership
 	overflow  func()            // called once when the queue overflows
+	metrics   *metrics.Metrics  // counts written and dropped packets; may be nil
 
 	mu       sync.Mutex
 	queue    []outItem
@@ -34,13 +37,14 @@ type outbox struct {
 	done     chan struct{}
 }
 
-func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, overflow func()) *outbox {
+func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, overflow func(), m *metrics.Metrics) *outbox {
 	return &outbox{
 		cl:        cl,
 		limit:     limit,
 		maxQueued: maxQueued,
 		spawn:     spawn,
 		overflow:  overflow,
+		metrics:   m,
 		inflight:  make(map[uint16]struct{}),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -136,9 +140,10 @@ func (o *outbox) closeLocked() {
 	}
 }
 
-// next takes the next packet that may be written now, waiting for quota when needed. It
-// returns false when the queue is empty or the outbox closed, and the drain loop ends.
-func (o *outbox) next() (packets.Packet, bool) {
+// next takes the next packet that may be written now, waiting for quota when needed (after
+// calling beforeWait). It returns false when the queue is empty or the outbox closed, and the
+// drain loop ends.
+func (o *outbox) next(beforeWait func()) (packets.Packet, bool) {
 	for {
 		o.mu.Lock()
 		if o.closed || len(o.queue) == 0 {
@@ -150,6 +155,7 @@ func (o *outbox) next() (packets.Packet, bool) {
 		pk := it.pk
 		if pk.FixedHeader.Qos > 0 && len(o.inflight) >= o.limit {
 			o.mu.Unlock()
+			beforeWait()
 			select {
 			case <-o.wake:
 			case <-o.done:
@@ -165,6 +171,7 @@ func (o *outbox) next() (packets.Packet, bool) {
 			id, ok := o.packetIDLocked() // [MQTT-2.2.1-4]
 			if !ok {
 				o.mu.Unlock()
+				o.metrics.Dropped(metrics.DropNoPacketID)
 				continue // no free packet id: the packet is dropped, as Mochi does
 			}
 			pk.PacketID = id
@@ -205,23 +212,55 @@ func (o *outbox) packetIDLocked() (uint16, bool) {
 	return 0, false
 }
 
-// drain writes queued packets until the queue is empty.
+// batchWriter is a connection that gathers the writes between StartBatch and EndBatch into
+// fewer system calls (the broker's TCP and TLS connections are).
+type batchWriter interface {
+	StartBatch()
+	EndBatch() error
+}
+
+// drain writes queued packets until the queue is empty. On a batchWriter connection the
+// packets written in a row go out together; the batch ends when the queue is empty or the
+// client's quota is used up, so that nothing waits in it.
 func (o *outbox) drain() {
+	bw, _ := o.cl.Net.Conn.(batchWriter)
+	batching := false
+	endBatch := func() error {
+		if !batching {
+			return nil
+		}
+		batching = false
+		return bw.EndBatch()
+	}
 	for {
-		pk, ok := o.next()
+		pk, ok := o.next(func() {
+			if endBatch() != nil {
+				o.close()
+			}
+		})
 		if !ok {
+			if endBatch() != nil {
+				o.close()
+			}
 			return
+		}
+		if bw != nil && !batching {
+			bw.StartBatch()
+			batching = true
 		}
 		err := o.cl.WritePacket(pk)
 		switch {
 		case err == nil:
+			o.metrics.MessageOut()
 		case errors.Is(err, packets.ErrPacketTooLarge):
 			// [MQTT-3.1.2-25]: a packet over the client's Maximum Packet Size is discarded.
+			o.metrics.Dropped(metrics.DropTooLarge)
 			if pk.FixedHeader.Qos > 0 {
 				o.cl.State.Inflight.Delete(pk.PacketID)
 				o.complete(pk.PacketID)
 			}
 		default:
+			_ = endBatch()
 			o.close()
 			return
 		}

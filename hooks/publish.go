@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -36,8 +37,9 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	if !ok {
 		return pk, packets.ErrRejectPacket
 	}
-	caller := commands.Caller{Identity: c.session.Identity, ClientID: cl.ID}
+	caller := commands.Caller{Identity: c.session.Identity, ClientID: cl.ID, Conn: c.hook}
 	t := wire.ParseTopic(pk.TopicName)
+	r.opts.Metrics.MessageIn(messageKind(t.Kind))
 	if c.limiter != nil && !c.limiter.Allow() {
 		if t.Kind == wire.TopicRPC {
 			return r.rpc(c, pk, t.Name, errRateLimited)
@@ -69,9 +71,21 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		return pk, packets.CodeSuccessIgnore
 	case wire.TopicRPC:
 		return r.rpc(c, pk, t.Name, nil)
+	case wire.TopicUserReplies:
+		if err := r.reply(c, &pk); err != nil {
+			if errors.Is(err, errForgedReply) {
+				return r.refuse(cl, pk, packets.ErrNotAuthorized, err)
+			}
+			return r.refuse(cl, pk, packets.ErrServerUnavailable, err)
+		}
+		r.forward(pk, 0)
+		return pk, nil
 	}
 	if r.policy.PublishDecision(c.session.Identity, cl.ID, pk.TopicName, t) != acl.Allow {
 		return r.refuse(cl, pk, packets.ErrNotAuthorized, errors.New("topic not allowed"))
+	}
+	if err := r.request(c, &pk); err != nil {
+		return r.refuse(cl, pk, packets.ErrNotAuthorized, err)
 	}
 	version, err := r.storeRetained(&pk)
 	if err != nil {
@@ -93,6 +107,7 @@ func (r *Router) refuse(cl *mqtt.Client, pk packets.Packet, code packets.Code, c
 		}
 		return pk, packets.CodeSuccessIgnore
 	}
+	r.opts.Metrics.Refused(code)
 	level := slog.LevelInfo
 	if errors.Is(cause, errRateLimited) {
 		level = slog.LevelDebug // a flood must not flood the log too
@@ -170,6 +185,23 @@ type rpcResponse struct {
 	CorrelationData json.RawMessage `json:"correlationData,omitempty"`
 }
 
+// encodeResponse encodes resp. A result that is JSON already (json.RawMessage, such as a
+// history) is copied as it is: encoding/json would check and compact it byte by byte again.
+func encodeResponse(resp rpcResponse) ([]byte, error) {
+	raw, ok := resp.Result.(json.RawMessage)
+	if !ok || resp.Error != nil {
+		return json.Marshal(resp)
+	}
+	out := make([]byte, 0, len(raw)+len(resp.CorrelationData)+32)
+	out = append(out, `{"result":`...)
+	out = append(out, raw...)
+	if len(resp.CorrelationData) > 0 {
+		out = append(out, `,"correlationData":`...)
+		out = append(out, resp.CorrelationData...)
+	}
+	return append(out, '}'), nil
+}
+
 // errRateLimited is the error of a PUBLISH over the connection's rate limit.
 var errRateLimited = wire.NewError(wire.CodeRateLimited, "publish rate limit exceeded")
 
@@ -178,6 +210,7 @@ var errRateLimited = wire.NewError(wire.CodeRateLimited, "publish rate limit exc
 // response topic outside users/{user}/ of the caller is refused. A non-nil refusal is answered
 // instead of running the command.
 func (r *Router) rpc(c *conn, pk packets.Packet, command string, refusal error) (packets.Packet, error) {
+	start := time.Now()
 	args := json.RawMessage(pk.Payload)
 	responseTopic := pk.Properties.ResponseTopic
 	correlation := pk.Properties.CorrelationData
@@ -205,14 +238,16 @@ func (r *Router) rpc(c *conn, pk packets.Packet, command string, refusal error) 
 	case !json.Valid(args) && len(bytes.TrimSpace(args)) > 0:
 		err = wire.NewError(wire.CodeBadArgument, "arguments: invalid JSON")
 	default:
-		result, err = r.exec(ctx, commands.Caller{Identity: c.session.Identity, ClientID: c.cl.ID}, command, args)
+		result, err = r.exec(ctx, commands.Caller{Identity: c.session.Identity, ClientID: c.cl.ID, Conn: c.hook}, command, args)
 	}
 	if err != nil {
 		resp.Error = wire.AsError(err)
+		r.opts.Metrics.RPC(command, string(resp.Error.Code), time.Since(start))
 		if resp.Error.Code == wire.CodeInternalError {
 			r.log.Error("command failed", logKeyClient, c.cl.ID, logKeyCommand, command, logKeyError, err)
 		}
 	} else {
+		r.opts.Metrics.RPC(command, "", time.Since(start))
 		resp.Result = result
 		if resp.Result == nil {
 			resp.Result = struct{}{}
@@ -227,7 +262,7 @@ func (r *Router) rpc(c *conn, pk packets.Packet, command string, refusal error) 
 	} else {
 		props.CorrelationData = correlation
 	}
-	payload, mErr := json.Marshal(resp)
+	payload, mErr := encodeResponse(resp)
 	if mErr != nil {
 		r.log.Error("encode response", logKeyCommand, command, logKeyError, mErr)
 		return pk, packets.CodeSuccessIgnore

@@ -16,6 +16,7 @@ import (
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/devices"
+	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
 	"github.com/roomq/roomq/wire"
@@ -68,6 +69,12 @@ type RouterOptions struct {
 	// Routes carries what clients publish to plain topics to the other instances with
 	// subscribers; nil for a single instance. It needs Broadcast.
 	Routes store.Routes
+	// Replies keeps the rights to answer device-to-device requests; nil refuses every
+	// answer under users/{user}/replies/.
+	Replies store.Replies
+	// ReplyTimeout is how long a client that received a request may answer it
+	// (DefaultReplyTimeout when 0).
+	ReplyTimeout time.Duration
 	// Retained keeps the retained messages of plain topics for all instances; nil for a
 	// single instance.
 	Retained store.Retained
@@ -84,6 +91,8 @@ type RouterOptions struct {
 	PublishBurst int
 	// Logger receives the hook's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics counts connections, messages, refusals, RPC calls and drops; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Router maps MQTT onto rooms, direct messages, RPC and presence. It implements
@@ -148,6 +157,8 @@ type conn struct {
 	session *devices.Session
 	out     *outbox
 	limiter *rate.Limiter // nil without a publish rate limit
+	// hook is the connection as the connection hooks see it.
+	hook *commands.Connection
 
 	mu    sync.Mutex
 	rooms map[string]*roomSub // joined rooms on this connection
@@ -172,6 +183,9 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	}
 	if opts.Routes != nil && opts.Broadcast == nil {
 		return nil, errors.New("hooks: RouterOptions.Routes needs Broadcast")
+	}
+	if opts.ReplyTimeout <= 0 {
+		opts.ReplyTimeout = DefaultReplyTimeout
 	}
 	if opts.RouteRefresh <= 0 {
 		opts.RouteRefresh = DefaultRouteRefresh
@@ -218,6 +232,7 @@ func (r *Router) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnStopped, mqtt.OnClientExpired,
+		mqtt.OnPacketEncode,
 	}, []byte{b})
 }
 
@@ -268,16 +283,17 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		limit = maxClientReceiveWindow
 	}
 	limit = min(limit, r.opts.MaxInflight)
-	c := &conn{cl: cl, rooms: make(map[string]*roomSub)}
+	c := &conn{cl: cl, rooms: make(map[string]*roomSub), hook: r.auth.Connection(cl)}
 	if r.opts.PublishRate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(r.opts.PublishRate), r.opts.PublishBurst)
 	}
 	c.out = newOutbox(cl, limit, r.opts.MaxQueued, r.spawn, func() {
 		// Called with a room's lock held: close the connection in the background, without a
 		// DISCONNECT, which could not get past the unread data anyway.
+		r.opts.Metrics.Dropped(metrics.DropSlowConsumer)
 		r.log.Warn("slow consumer disconnected", logKeyClient, cl.ID, logKeyUser, id.User, "queued", r.opts.MaxQueued)
 		r.spawn(func() { cl.Stop(packets.ErrQuotaExceeded) })
-	})
+	}, r.opts.Metrics)
 	c.session = &devices.Session{
 		ClientID:    cl.ID,
 		ID:          xid.New().String(),
@@ -293,6 +309,7 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		positions = prev.positions() // taken over while still connected
 	}
 	r.byID[cl.ID] = c
+	r.opts.Metrics.ConnectionOpened(cl.Net.Listener) // under r.mu: before OnDisconnect can find c
 	r.mu.Unlock()
 
 	ctx, cancel := r.ctx()
@@ -355,6 +372,7 @@ func (r *Router) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if !ok {
 		return
 	}
+	r.opts.Metrics.ConnectionClosed(cl.Net.Listener)
 	c.out.close()
 	ctx, cancel := r.ctx()
 	defer cancel()
@@ -366,9 +384,11 @@ func (r *Router) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		if _, err := r.rooms.Leave(ctx, room, c.session.Identity.User, cl.ID, c.session.ID); err != nil {
 			r.log.Error("leave room on disconnect", logKeyClient, cl.ID, logKeyRoom, room, logKeyError, err)
 		}
+		r.commandHooks().Left(ctx, c.hook, room)
 	}
 	graceful := err == nil
 	r.devices.Disconnected(ctx, c.session, graceful)
+	r.commandHooks().Disconnected(ctx, c.hook, err)
 }
 
 // OnClientExpired forgets the room positions of an expired session.

@@ -56,7 +56,10 @@ const (
 
 // routing is the router's state of plain MQTT across instances.
 type routing struct {
-	mu sync.Mutex
+	// write serializes the changes of this instance's routes in the store; it is held
+	// during store calls, mu never is (forward takes mu for every message).
+	write sync.Mutex
+	mu    sync.Mutex
 	// local holds the filters recorded in the store for this instance; pending those added
 	// since the last refresh.
 	local, pending map[string]struct{}
@@ -148,8 +151,8 @@ func (r *Router) addRoutes(pk packets.Packet, reasonCodes []byte) {
 		return
 	}
 	rt := r.routing
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
+	rt.write.Lock()
+	defer rt.write.Unlock()
 	for i, sub := range pk.Filters {
 		if i >= len(reasonCodes) || reasonCodes[i] >= packets.ErrUnspecifiedError.Code {
 			continue
@@ -158,8 +161,11 @@ func (r *Router) addRoutes(pk packets.Packet, reasonCodes []byte) {
 		if f == "" {
 			continue
 		}
+		rt.mu.Lock()
 		rt.pending[f] = struct{}{}
-		if _, ok := rt.local[f]; ok {
+		_, known := rt.local[f]
+		rt.mu.Unlock()
+		if known {
 			continue
 		}
 		ctx, cancel := r.ctx()
@@ -169,8 +175,11 @@ func (r *Router) addRoutes(pk packets.Packet, reasonCodes []byte) {
 			r.log.Warn("record route", logKeyTopic, f, logKeyError, err)
 			continue // the next refresh records it
 		}
+		rt.mu.Lock()
 		rt.local[f] = struct{}{}
-		for _, inst := range rt.others {
+		others := slices.Clone(rt.others)
+		rt.mu.Unlock()
+		for _, inst := range others {
 			r.broadcast(envelope{Kind: kindRoute, Topic: f, to: inst})
 		}
 		r.broadcast(envelope{Kind: kindRoute, Topic: f})
@@ -307,19 +316,24 @@ func (r *Router) refreshRoutes(ctx context.Context) {
 		}
 	}
 	rt := r.routing
+	rt.write.Lock()
 	rt.mu.Lock()
 	maps.Copy(want, rt.pending) // subscribed since: maybe not in the sessions yet
 	clear(rt.pending)
 	rt.recent = make(map[string][]string)
-	if !maps.Equal(want, rt.local) {
+	changed := !maps.Equal(want, rt.local)
+	rt.mu.Unlock()
+	if changed {
 		filters := slices.Sorted(maps.Keys(want))
 		if err := r.opts.Routes.SetRoutes(ctx, r.opts.Instance, filters); err != nil {
 			r.log.Warn("record routes", logKeyError, err)
 		} else {
+			rt.mu.Lock()
 			rt.local = want
+			rt.mu.Unlock()
 		}
 	}
-	rt.mu.Unlock()
+	rt.write.Unlock()
 
 	all, err := r.opts.Routes.Routes(ctx)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/roomq/roomq/metrics"
 	"github.com/roomq/roomq/wire"
 )
 
@@ -75,6 +76,7 @@ func (r *Router) broadcast(e envelope) {
 	select {
 	case r.outgoing <- e:
 	default:
+		r.opts.Metrics.Dropped(metrics.DropBroadcastQueueFull)
 		r.log.Warn("message for the other instances dropped: queue full", logKeyTopic, e.Topic)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/wire"
 )
@@ -33,10 +34,15 @@ func (r *Router) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []
 			continue
 		}
 		resume := resumeFrom(pk.Properties.User, t.Name, len(pk.Filters) == 1)
-		if _, err := r.joinRoom(ctx, c, t.Name, sub, resume); err != nil {
-			// The room went away between the ACL check and now.
+		caller := commands.Caller{Identity: c.session.Identity, ClientID: cl.ID, Conn: c.hook}
+		if err := r.commands.NativeRoom(ctx, caller, commands.CommandRoomJoin, t.Name, func(ctx context.Context) (rooms.Joined, error) {
+			return r.joinRoom(ctx, c, t.Name, sub, resume)
+		}); err != nil {
+			// The room went away between the ACL check and now, or a hook refused the join.
 			r.log.Info("join refused", logKeyClient, cl.ID, logKeyRoom, t.Name, logKeyError, err)
 			r.dropSubscription(cl, sub.Filter)
+			r.leaveIfJoined(ctx, c, t.Name)
+			reasonCodes[i] = refusedSubscription(cl, err).Code // written after this hook
 		}
 	}
 }
@@ -95,6 +101,7 @@ func (r *Router) joinRoom(ctx context.Context, c *conn, room string, sub packets
 	c.mu.Lock()
 	c.rooms[room] = rs
 	c.mu.Unlock()
+	r.commandHooks().Joined(ctx, c.hook, room)
 	return j, nil
 }
 
@@ -109,7 +116,10 @@ func (r *Router) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	defer cancel()
 	for _, sub := range pk.Filters {
 		if t := wire.ParseTopic(sub.Filter); t.Kind == wire.TopicRoom {
-			if _, err := r.leaveRoom(ctx, c, t.Name); err != nil {
+			caller := commands.Caller{Identity: c.session.Identity, ClientID: cl.ID, Conn: c.hook}
+			if err := r.commands.NativeRoom(ctx, caller, commands.CommandRoomLeave, t.Name, func(ctx context.Context) (rooms.Joined, error) {
+				return r.leaveRoom(ctx, c, t.Name)
+			}); err != nil {
 				r.log.Error("leave room", logKeyClient, cl.ID, logKeyRoom, t.Name, logKeyError, err)
 			}
 		}
@@ -118,9 +128,14 @@ func (r *Router) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 
 func (r *Router) leaveRoom(ctx context.Context, c *conn, room string) (rooms.Joined, error) {
 	c.mu.Lock()
+	_, was := c.rooms[room]
 	delete(c.rooms, room)
 	c.mu.Unlock()
-	return r.rooms.Leave(ctx, room, c.session.Identity.User, c.cl.ID, c.session.ID)
+	j, err := r.rooms.Leave(ctx, room, c.session.Identity.User, c.cl.ID, c.session.ID)
+	if was && err == nil {
+		r.commandHooks().Left(ctx, c.hook, room)
+	}
+	return j, err
 }
 
 // dropSubscription removes a subscription from Mochi, as an UNSUBSCRIBE would, without an

@@ -29,7 +29,11 @@ func NewMessage(room, epoch, origin string, m store.Message) *Message {
 	msg := &Message{Message: m, Room: room, Epoch: epoch, Origin: origin}
 	if m.Binary {
 		msg.delivered = m.Payload
-		obj, _ := json.Marshal(map[string]string{"binary": base64.StdEncoding.EncodeToString(m.Payload)})
+		// {"binary":"BASE64"}: the standard alphabet needs no escaping in a JSON string.
+		obj := make([]byte, 0, base64.StdEncoding.EncodedLen(len(m.Payload))+14)
+		obj = append(obj, `{"binary":"`...)
+		obj = base64.StdEncoding.AppendEncode(obj, m.Payload)
+		obj = append(obj, `"}`...)
 		msg.history = enrich(obj, m)
 	} else {
 		msg.delivered = enrich(m.Payload, m)

@@ -46,6 +46,7 @@ type Memory struct {
 	presence  memoryPresence
 	routes    memoryRoutes
 	retained  memoryRetained
+	replies   memoryReplies
 	feed      memoryFeed
 	direct    struct {
 		mu sync.Mutex

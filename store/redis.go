@@ -52,6 +52,7 @@ type RedisOptions struct {
 //	{P:user:NAME}:settings      hash: wl = "1" when the user's direct messages are whitelist-only
 //	{P:client:ID}:conn          hash: the current connection of the client id (user, session, seq, ...)
 //	{P:client:ID}:rooms         set: the rooms the client id has joined
+//	{P:client:ID}:reply:TOPIC   list: expiry times (ms) of the client's rights to reply on TOPIC
 //	{P:instance:ID}:conns       set: client ids of the connections of a broker instance
 //	{P:instance:ID}:routes      set: topic filters the instance has subscribers for
 //	{P:instances}:alive         sorted set: instance -> end of its heartbeat's ttl (ms)
@@ -325,6 +326,7 @@ var allScripts = []*redis.Script{
 	appendScript, rangeScript, recentScript, historyInfoScript,
 	connSwapScript, connPutScript, connDropScript, connRemoveScript,
 	heartbeatScript, claimScript, releaseScript, setPresenceScript, setRetainedScript,
+	grantReplyScript, useReplyScript,
 	joinScript, leaveScript, roomUsersScript, userSeenScript,
 	listAddScript, listRemoveScript, listUsersScript, setModeScript, accessScript,
 }

@@ -52,11 +52,11 @@ end
 return {seq, 0, '', '0', ''}
 `)
 
-// countVersion is the Lua code that gives a user's count of connections its version, in
-// the global version: the Redis server's clock in microseconds, or one more than the last
-// version of the user when the clock has not moved on (so versions survive a restart of
-// Redis that lost the data). KEYS[2] is the user's version key.
-const countVersion = `
+// nextVersion is the Lua code that sets version to the next version kept in the key
+// KEYS[2]: the Redis server's clock in microseconds, or one more than the last version when
+// the clock has not moved on (so versions keep growing after a restart of Redis that lost
+// the data). It orders a user's counts of connections, and retained messages.
+const nextVersion = `
 local t = redis.call('TIME')
 local version = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local prev = tonumber(redis.call('GET', KEYS[2]) or '')
@@ -74,7 +74,7 @@ var connPutScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur or (tonumber(string.match(cur, '^%d+')) or 0) < tonumber(ARGV[2]) then
 	redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-end` + countVersion + `
+end` + nextVersion + `
 return {redis.call('HLEN', KEYS[1]), version}
 `)
 
@@ -85,7 +85,7 @@ var connDropScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur and (tonumber(string.match(cur, '^%d+')) or 0) <= tonumber(ARGV[2]) then
 	redis.call('HDEL', KEYS[1], ARGV[1])
-end` + countVersion + `
+end` + nextVersion + `
 return {redis.call('HLEN', KEYS[1]), version}
 `)
 

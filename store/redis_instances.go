@@ -72,15 +72,7 @@ return {1}
 
 // setRetainedScript stores or removes a retained message. KEYS: the retained hash, the version
 // key. ARGV: topic, "1" to remove or "0" to store, message. Returns {version}.
-var setRetainedScript = redis.NewScript(`
-local t = redis.call('TIME')
-local version = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local prev = tonumber(redis.call('GET', KEYS[2]) or '')
-if prev and prev >= version then
-	version = prev + 1
-end
-version = string.format('%.0f', version)
-redis.call('SET', KEYS[2], version)
+var setRetainedScript = redis.NewScript(nextVersion + `
 if ARGV[2] == '1' then
 	redis.call('HDEL', KEYS[1], ARGV[1])
 else
@@ -279,4 +271,47 @@ func (r *Redis) scanVersioned(ctx context.Context, op, key string, fn func(field
 		}
 		cursor = next
 	}
+}
+
+// grantReplyScript adds a right to reply. KEYS: the client's rights to the topic. ARGV: ttl in
+// ms. Returns {}.
+var grantReplyScript = redis.NewScript(nowMillis + `
+redis.call('RPUSH', KEYS[1], now + tonumber(ARGV[1]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+return {}
+`)
+
+// useReplyScript spends the oldest unexpired right to reply, dropping the expired ones. KEYS:
+// the client's rights to the topic. Returns {1} when it spent one, {0} otherwise.
+var useReplyScript = redis.NewScript(nowMillis + `
+while true do
+	local expires = redis.call('LPOP', KEYS[1])
+	if not expires then
+		return {0}
+	end
+	if tonumber(expires) >= now then
+		return {1}
+	end
+end
+`)
+
+// replyKey returns the key of a client's rights to reply on topic: a list of expiry times in
+// ms, oldest first, in the client id's slot.
+func (r *Redis) replyKey(clientID, topic string) string {
+	return r.clientKey(clientID, "reply:"+topic)
+}
+
+// GrantReply lets clientID publish once to topic within ttl.
+func (r *Redis) GrantReply(ctx context.Context, clientID, topic string, ttl time.Duration) error {
+	_, err := r.run(ctx, "grant reply", grantReplyScript, []string{r.replyKey(clientID, topic)}, ttl.Milliseconds())
+	return err
+}
+
+// UseReply spends one of clientID's unexpired rights to publish to topic.
+func (r *Redis) UseReply(ctx context.Context, clientID, topic string) (bool, error) {
+	v, err := r.run(ctx, "use reply", useReplyScript, []string{r.replyKey(clientID, topic)})
+	if err != nil {
+		return false, err
+	}
+	return intAt(v, 0) == 1, nil
 }

@@ -282,6 +282,17 @@ type Retained interface {
 	RetainedMessages(ctx context.Context) ([]RetainedMessage, error)
 }
 
+// Replies keeps the rights of clients to answer the requests they received: a client that was
+// delivered a request with a response topic under users/{user}/replies/ may publish there
+// once, for a while, on any instance.
+type Replies interface {
+	// GrantReply lets clientID publish once to topic within ttl.
+	GrantReply(ctx context.Context, clientID, topic string, ttl time.Duration) error
+	// UseReply spends one of clientID's unexpired rights to publish to topic, and reports
+	// whether it had one.
+	UseReply(ctx context.Context, clientID, topic string) (bool, error)
+}
+
 // Routes records which topic filters each instance has subscribers for, and carries messages
 // to one instance: what a client publishes to a plain topic goes to the instances with a
 // matching filter only.
@@ -311,6 +322,7 @@ type Store interface {
 	Instances
 	Presences
 	Retained
+	Replies
 	Routes
 	Members
 	AccessLists

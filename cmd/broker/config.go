@@ -45,6 +45,8 @@ type config struct {
 	TLS            tlsConfig     `koanf:"tls"`
 	Store          storeConfig   `koanf:"store"`
 	ShutdownGrace  time.Duration `koanf:"shutdown_grace"`
+	// AdminAPI configures the admin HTTP API (adminapi.go).
+	AdminAPI adminAPIConfig `koanf:"admin_api"`
 
 	// Bridges link this broker to others (package bridge).
 	Bridges []bridgeConfig `koanf:"bridges"`
@@ -93,15 +95,17 @@ type historyConfig struct {
 }
 
 type limitsConfig struct {
-	MaxPacketSize                 int     `koanf:"max_packet_size"`
-	MaxQueued                     int     `koanf:"max_queued"`
-	ListLimit                     int     `koanf:"list_limit"`
-	MaxRoomsPerUser               int     `koanf:"max_rooms_per_user"`
-	MaxRoomMessageSize            int     `koanf:"max_room_message_size"`
-	PublishRate                   float64 `koanf:"publish_rate"`
-	PublishBurst                  int     `koanf:"publish_burst"`
-	MaxConnectionsPerUser         int     `koanf:"max_connections_per_user"`
-	MaxSubscriptionsPerConnection int     `koanf:"max_subscriptions_per_connection"`
+	MaxPacketSize                 int           `koanf:"max_packet_size"`
+	MaxQueued                     int           `koanf:"max_queued"`
+	MaxPendingWrites              int           `koanf:"max_pending_writes"`
+	ListLimit                     int           `koanf:"list_limit"`
+	MaxRoomsPerUser               int           `koanf:"max_rooms_per_user"`
+	MaxRoomMessageSize            int           `koanf:"max_room_message_size"`
+	PublishRate                   float64       `koanf:"publish_rate"`
+	PublishBurst                  int           `koanf:"publish_burst"`
+	MaxConnectionsPerUser         int           `koanf:"max_connections_per_user"`
+	MaxSubscriptionsPerConnection int           `koanf:"max_subscriptions_per_connection"`
+	ReplyTimeout                  time.Duration `koanf:"reply_timeout"`
 }
 
 type authConfig struct {
@@ -199,9 +203,11 @@ func defaultConfig() config {
 			MaxGetMessages: rooms.DefaultHistoryMaxGetMessages,
 		},
 		Limits: limitsConfig{
-			MaxPacketSize: broker.DefaultMaxPacketSize,
-			MaxQueued:     hooks.DefaultMaxQueued,
-			ListLimit:     commands.DefaultListLimit,
+			MaxPacketSize:    broker.DefaultMaxPacketSize,
+			MaxQueued:        hooks.DefaultMaxQueued,
+			MaxPendingWrites: broker.DefaultMaxPendingWrites,
+			ListLimit:        commands.DefaultListLimit,
+			ReplyTimeout:     hooks.DefaultReplyTimeout,
 		},
 		Auth: authConfig{
 			Mode:   authModeNone,

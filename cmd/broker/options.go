@@ -99,13 +99,18 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 		ps.addf("limits.max_packet_size", "must be at most %d, the largest MQTT packet, got %d", maxMQTTPacketSize, c.Limits.MaxPacketSize)
 	}
 	checkPositive(&ps, "limits.max_queued", c.Limits.MaxQueued)
+	checkPositive(&ps, "limits.max_pending_writes", c.Limits.MaxPendingWrites)
 	c.Limits.check(&ps)
 	if c.ShutdownGrace <= 0 {
 		ps.addf("shutdown_grace", "must be positive, got %s", c.ShutdownGrace)
 	}
+	if c.Limits.ReplyTimeout <= 0 {
+		ps.addf("limits.reply_timeout", "must be positive, got %s", c.Limits.ReplyTimeout)
+	}
 	if c.FailureTimeout <= 0 {
 		ps.addf("failure_timeout", "must be positive, got %s", c.FailureTimeout)
 	}
+	adminToken := c.AdminAPI.token(&ps)
 	if err := ps.err("invalid configuration"); err != nil {
 		return broker.Options{}, err
 	}
@@ -131,6 +136,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	opts.HistoryMaxGetMessages = c.History.MaxGetMessages
 	opts.MaxPacketSize = uint32(c.Limits.MaxPacketSize) // checked: 1..maxMQTTPacketSize
 	opts.MaxQueued = c.Limits.MaxQueued
+	opts.MaxPendingWrites = c.Limits.MaxPendingWrites
 	opts.ListLimit = c.Limits.ListLimit
 	opts.MaxRoomsPerUser = c.Limits.MaxRoomsPerUser
 	opts.MaxRoomMessageSize = c.Limits.MaxRoomMessageSize
@@ -138,7 +144,9 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	opts.PublishBurst = c.Limits.PublishBurst
 	opts.MaxConnectionsPerUser = c.Limits.MaxConnectionsPerUser
 	opts.MaxSubscriptionsPerConnection = c.Limits.MaxSubscriptionsPerConnection
+	opts.ReplyTimeout = c.Limits.ReplyTimeout
 	opts.ShutdownGrace = c.ShutdownGrace
+	opts.AdminToken = adminToken
 	opts.Logger = logger
 	return opts, nil
 }

@@ -146,3 +146,33 @@ func testRetained(t *testing.T, s store.Store) {
 	set("never", nil)
 	check(map[string]string{"a/b": "v2"})
 }
+
+// testReplies: a right to reply is spent once, per topic and client; expired rights are not.
+func testReplies(t *testing.T, s store.Store) {
+	use := func(clientID, topic string, want bool) {
+		t.Helper()
+		ok, err := s.UseReply(ctx(t), clientID, topic)
+		if err != nil || ok != want {
+			t.Fatalf("UseReply(%s, %s) = %v, %v; want %v", clientID, topic, ok, err, want)
+		}
+	}
+	grant := func(clientID, topic string, ttl time.Duration) {
+		t.Helper()
+		if err := s.GrantReply(ctx(t), clientID, topic, ttl); err != nil {
+			t.Fatalf("GrantReply: %v", err)
+		}
+	}
+	const topic = "users/alice/replies/c1"
+	use("dev", topic, false)
+	grant("dev", topic, longTTL)
+	grant("dev", topic, longTTL)
+	use("other", topic, false)
+	use("dev", "users/alice/replies/c2", false)
+	use("dev", topic, true)
+	use("dev", topic, true)
+	use("dev", topic, false)
+
+	grant("dev", topic, time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // the right expires: this waits for time, not for an event
+	use("dev", topic, false)
+}

@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Routes", testRoutes},
 		{"Mailbox", testMailbox},
 		{"Retained", testRetained},
+		{"Replies", testReplies},
 		{"Membership", testMembership},
 		{"MembershipNoRoom", testMembershipNoRoom},
 		{"MembershipTakenOverClient", testMembershipTakenOverClient},

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// reconnectPause is how long a resuming subscriber stays away before it reconnects.
+const reconnectPause = 50 * time.Millisecond
+
+// quietPeriod is how long no delivery may arrive before the resume scenario takes the
+// highest id seen as the last one.
+const quietPeriod = 300 * time.Millisecond
+
+// sessionExpiry keeps the sessions of resuming subscribers on brokers without rooms.
+const sessionExpiry = 600
+
+// stream is the sequence of messages a resuming subscriber follows: the ids of the room on
+// roomq, or the sequence numbers of one publisher (plus one) elsewhere.
+type stream struct {
+	seen    seqSet
+	first   uint64
+	last    uint64 // the highest id seen
+	started bool
+}
+
+// resumer is a subscriber that disconnects and resumes: with since on roomq, with a persistent
+// session elsewhere.
+type resumer struct {
+	id    string
+	user  string
+	rooms bool
+
+	mu         sync.Mutex // guards the fields below, written by the delivery goroutine
+	streams    map[uint32]*stream
+	epoch      string
+	delivered  uint64
+	duplicates uint64
+	jumps      uint64 // ids that arrived more than one after the previous highest
+	resets     uint64
+	hist       histogram
+}
+
+// receive accounts for one message: by its room id on roomq, by publisher and sequence number
+// elsewhere.
+func (r *resumer) receive(p *paho.Publish, live *atomic.Uint64) {
+	now := time.Now()
+	h, herr := parseHeader(p.Payload)
+	var key uint32
+	var id uint64
+	if r.rooms {
+		if p.Properties == nil {
+			return
+		}
+		var err error
+		if id, err = strconv.ParseUint(p.Properties.User.Get("id"), 10, 64); err != nil {
+			return // not a room message
+		}
+	} else {
+		if herr != nil {
+			return
+		}
+		key, id = h.pub, h.seq+1
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rooms && p.Properties != nil {
+		if e := p.Properties.User.Get("epoch"); e != "" {
+			if r.epoch != "" && e != r.epoch {
+				r.resets++
+			}
+			r.epoch = e
+		}
+	}
+	s := r.streams[key]
+	if s == nil {
+		s = &stream{}
+		r.streams[key] = s
+	}
+	if s.seen.add(id) {
+		r.duplicates++
+		return
+	}
+	switch {
+	case !s.started:
+		s.started, s.first, s.last = true, id, id
+	case id > s.last:
+		if id > s.last+1 {
+			r.jumps++
+		}
+		s.last = id
+	}
+	r.delivered++
+	live.Add(1)
+	if herr == nil {
+		r.hist.record(now.Sub(h.sent))
+	}
+}
+
+// resumeProps returns the SUBSCRIBE user properties that resume a room after the last id seen.
+func (r *resumer) resumeProps() paho.UserProperties {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.streams[0]
+	if !r.rooms || s == nil {
+		return nil
+	}
+	props := paho.UserProperties{{Key: "since", Value: strconv.FormatUint(s.last, 10)}}
+	if r.epoch != "" {
+		props = append(props, paho.UserProperty{Key: "epoch", Value: r.epoch})
+	}
+	return props
+}
+
+// runResume publishes to one room while cfg.Subscribers subscribers repeatedly disconnect and
+// resume, and counts what they missed or got twice. On roomq they resume with since (the room
+// ids must arrive in order with no gap); on other brokers, which have no room ids, they keep a
+// persistent session (clean start off, session expiry) and subscribe at cfg.QoS, and the
+// publishers' sequence numbers are checked (out-of-order arrival is not a gap there: QoS 1
+// publishes of one publisher may be in flight together, see -inflight).
+func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Result, error) {
+	d, err := newDialer(t.url, cfg.Sources)
+	if err != nil {
+		return Result{}, err
+	}
+	room := topic(t, cfg.Room)
+	var errs errorLog
+	var live, resumes atomic.Uint64
+	resumers := make([]*resumer, cfg.Subscribers)
+	clients := make([]*paho.Client, cfg.Subscribers)
+	connect := func(ctx context.Context, i int, first bool) (*paho.Client, error) {
+		r := resumers[i]
+		o := clientOptions{ClientID: r.id, User: r.user, Password: cfg.Password, CleanStart: true,
+			OnPublish: func(p *paho.Publish) { r.receive(p, &live) }}
+		if !t.rooms {
+			o.CleanStart, o.SessionExpiry = first, sessionExpiry
+		}
+		c, _, ca, err := d.connectConn(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		if ca.SessionPresent && !t.rooms {
+			// The session kept the subscription. Subscribing again could fail: Mochi refuses a
+			// SUBSCRIBE whose packet id is in use by one of its own in-flight deliveries.
+			return c, nil
+		}
+		if err := subscribe(ctx, c, room, byte(cfg.QoS), r.resumeProps()); err != nil {
+			disconnect(c)
+			return nil, err
+		}
+		return c, nil
+	}
+	for i := range resumers {
+		resumers[i] = &resumer{id: fmt.Sprintf("bench-resume-%d", i), user: fmt.Sprintf("%s-resume-%d", cfg.User, i),
+			rooms: t.rooms, streams: make(map[uint32]*stream)}
+		if clients[i], err = connect(ctx, i, true); err != nil {
+			for _, c := range clients[:i] {
+				disconnect(c)
+			}
+			return Result{}, fmt.Errorf("set up subscribers: %w", err)
+		}
+	}
+
+	// The publishers are a fanout load with no subscribers of their own.
+	g := &group{topic: room}
+	for i := range cfg.Publishers {
+		g.members = append(g.members, &member{id: fmt.Sprintf("pub-%d", i), pub: true, pubIdx: uint32(i)})
+	}
+	l := &load{cfg: cfg, t: t, log: log, d: d, groups: []*group{g}}
+	defer l.disconnectAll()
+	if err := l.connectAll(ctx); err != nil {
+		return Result{}, err
+	}
+
+	hardCtx, hardCancel := context.WithTimeout(ctx, cfg.Duration+cfg.Drain)
+	defer hardCancel()
+	runCtx, cancel := context.WithTimeout(hardCtx, cfg.Duration)
+	defer cancel()
+	start := time.Now()
+	stopProgress := progress(runCtx, log, t.name, start, func() []any {
+		return []any{"sent", l.sent.Load(), "delivered", live.Load(), "resumes", resumes.Load(), "errors", errs.n.Load()}
+	})
+	pubsDone := make(chan struct{})
+	go func() {
+		defer close(pubsDone)
+		l.runPublishers(runCtx, hardCtx, start)
+	}()
+	var subs sync.WaitGroup
+	for i := range resumers {
+		subs.Add(1)
+		go func() {
+			defer subs.Done()
+			for n := 0; cfg.Count == 0 || n < cfg.Count; n++ {
+				jitter := time.Duration(rand.Int64N(int64(cfg.ResumeEvery)/2 + 1))
+				select {
+				case <-runCtx.Done():
+					return
+				case <-time.After(cfg.ResumeEvery/2 + jitter):
+				}
+				disconnect(clients[i])
+				clients[i] = nil
+				time.Sleep(reconnectPause)
+				c, err := connect(hardCtx, i, false)
+				if err != nil {
+					errs.add(fmt.Errorf("resume: %w", err))
+					return
+				}
+				clients[i] = c
+				resumes.Add(1)
+			}
+		}()
+	}
+	<-pubsDone
+	loadEnd := time.Now()
+	cancel()
+	subs.Wait()
+	stopProgress()
+
+	// The last id of each stream is the highest any subscriber saw; wait until every
+	// connected subscriber has it.
+	finals := func() map[uint32]uint64 {
+		out := map[uint32]uint64{}
+		for _, r := range resumers {
+			r.mu.Lock()
+			for k, s := range r.streams {
+				out[k] = max(out[k], s.last)
+			}
+			r.mu.Unlock()
+		}
+		return out
+	}
+	// The last publishes may still be on their way to everyone: wait for a quiet period too.
+	lastLive, lastChange := live.Load(), time.Now()
+	for hardCtx.Err() == nil {
+		if n := live.Load(); n != lastLive {
+			lastLive, lastChange = n, time.Now()
+		}
+		if time.Since(lastChange) < quietPeriod {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		fin, behind := finals(), false
+		for i, r := range resumers {
+			r.mu.Lock()
+			for k, last := range fin {
+				s := r.streams[k]
+				behind = behind || (clients[i] != nil && (s == nil || s.last < last))
+			}
+			r.mu.Unlock()
+		}
+		if !behind && len(fin) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, c := range clients {
+		disconnect(c)
+	}
+
+	res := Result{Seconds: loadEnd.Sub(start).Seconds(), RateUnit: "deliveries/s", Resumes: resumes.Load()}
+	var hist histogram
+	fin := finals()
+	var jumps, resets uint64
+	for _, r := range resumers {
+		hist.merge(&r.hist)
+		for k, s := range r.streams {
+			res.Expected += fin[k] - s.first + 1
+		}
+		res.Delivered += r.delivered
+		res.Duplicates += r.duplicates
+		jumps += r.jumps
+		resets += r.resets
+	}
+	if res.Expected > res.Delivered {
+		res.Lost = res.Expected - res.Delivered
+	}
+	if t.rooms {
+		res.Gaps = jumps
+	}
+	res.Sent, res.Acked = l.sent.Load(), l.acked.Load()
+	res.SendRate = float64(res.Sent) / res.Seconds
+	res.Rate = float64(res.Delivered) / time.Since(start).Seconds()
+	res.Latency = hist.summary()
+	how := "since"
+	if !t.rooms {
+		how = "persistent sessions"
+	}
+	res.Notes = append(res.Notes, fmt.Sprintf("%d resumes (%s); %d ids missing, %d out-of-order jumps, %d duplicates, %d epoch changes; last ids %v",
+		res.Resumes, how, res.Lost, jumps, res.Duplicates, resets, fin))
+	errs.n.Add(l.errs.n.Load())
+	res.Errors, res.FirstErrors = errs.n.Load(), append(errs.samples(), l.errs.samples()...)
+	return res, nil
+}

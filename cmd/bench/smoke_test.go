@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// runJSON runs the tool with args plus -json -quiet and decodes its report.
+func runJSON(t *testing.T, args ...string) Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, append(args, "-json", "-quiet"), &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("bench %v exited with %d\nstderr:\n%s\nstdout:\n%s", args, code, stderr.String(), stdout.String())
+	}
+	var rep Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, stdout.String())
+	}
+	return rep
+}
+
+// TestSmoke runs a short QoS 1 fan-out against roomq (memory store) and plain Mochi and checks
+// that every message was delivered. It makes no timing assertion.
+func TestSmoke(t *testing.T) {
+	before := runtime.NumGoroutine()
+	defer checkGoroutines(t, before)
+	rep := runJSON(t, "compare", "fanout", "-targets", "roomq-memory,mochi",
+		"-publishers", "2", "-subscribers", "5", "-qos", "1", "-rate", "200", "-duration", "2s")
+	if len(rep.Results) != 2 {
+		t.Fatalf("got %d results, want 2", len(rep.Results))
+	}
+	for _, r := range rep.Results {
+		if r.Error != "" || r.Skipped != "" {
+			t.Fatalf("%s: error %q, skipped %q", r.Target, r.Error, r.Skipped)
+		}
+		if r.Delivered == 0 || r.Sent == 0 {
+			t.Errorf("%s: sent %d, delivered %d", r.Target, r.Sent, r.Delivered)
+		}
+		if r.Lost != 0 || r.Duplicates != 0 || r.Errors != 0 {
+			t.Errorf("%s: lost %d, duplicates %d, errors %d (%v)", r.Target, r.Lost, r.Duplicates, r.Errors, r.FirstErrors)
+		}
+		if r.Expected != r.Acked*5 {
+			t.Errorf("%s: expected %d deliveries for %d acknowledged messages and 5 subscribers", r.Target, r.Expected, r.Acked)
+		}
+		if r.Latency.Count != r.Delivered {
+			t.Errorf("%s: %d latency samples for %d deliveries", r.Target, r.Latency.Count, r.Delivered)
+		}
+	}
+}
+
+// checkGoroutines fails the test unless the goroutines return to about before within a few
+// seconds: every run joins what it started.
+func checkGoroutines(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines left running, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestScenariosSmoke runs every other scenario briefly against roomq on the memory store.
+func TestScenariosSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	cases := []struct {
+		name string
+		args []string
+		min  uint64
+	}{
+		{"fanout-raw", []string{"fanout", "-subscriber", "raw", "-subscribers", "3", "-qos", "1", "-rate", "100", "-duration", "1s"}, 1},
+		{"rooms", []string{"rooms", "-rooms", "3", "-members", "3", "-qos", "1", "-rate", "100", "-duration", "1s"}, 1},
+		{"rpc", []string{"rpc", "-clients", "2", "-history", "20", "-duration", "1s"}, 1},
+		{"connections", []string{"connections", "-conns", "50", "-conn-rate", "500", "-duration", "2s"}, 50},
+		{"resume", []string{"resume", "-subscribers", "3", "-rate", "200", "-qos", "1", "-resume-every", "300ms", "-duration", "1500ms"}, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			defer checkGoroutines(t, before)
+			rep := runJSON(t, tc.args...)
+			r := rep.Results[0]
+			if r.Error != "" || r.Delivered < tc.min || r.Lost != 0 || r.Duplicates != 0 || r.Gaps != 0 || r.Errors != 0 {
+				t.Errorf("%+v", r)
+			}
+		})
+	}
+}
+
+// TestTable checks the human table: ratios against Mochi and notes for skipped targets.
+func TestTable(t *testing.T) {
+	var buf bytes.Buffer
+	err := writeTable(&buf, Report{Results: []Result{
+		{Target: targetRoomqMemory, Rate: 50, RateUnit: "deliveries/s"},
+		{Target: targetRoomqRedis, Rate: 25},
+		{Target: targetMochi, Rate: 100},
+		{Target: targetMosquitto, Skipped: "skipped: not installed"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"0.50x", "0.25x", "1.00x", "mosquitto: skipped: not installed"} {
+		if !bytes.Contains(buf.Bytes(), []byte(want)) {
+			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
+
+// TestHistogram checks quantiles within the histogram's precision.
+func TestHistogram(t *testing.T) {
+	var h histogram
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i) * time.Microsecond)
+	}
+	for _, tc := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}} {
+		got := h.quantile(tc.q)
+		if d := got - tc.want; d < -tc.want/15 || d > tc.want/15 {
+			t.Errorf("quantile(%v) = %v, want about %v", tc.q, got, tc.want)
+		}
+	}
+	if s := h.summary(); s.Max != 1000 || s.Count != 1000 {
+		t.Errorf("summary %+v", s)
+	}
+}
