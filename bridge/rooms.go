@@ -370,10 +370,12 @@ func (l *roomLink) runOut(ctx context.Context) {
 		}
 		l.pump(ctx, s, wake, tick.C)
 		if s.ctx.Err() == nil {
-			// A publish failed on a connection still up: try again a moment later. (When the
-			// connection is gone, the next one's setup sets ready again.)
+			// A publish failed on a connection that looks up (autopaho may not have noticed
+			// the loss yet): try again a moment later, or at once on the next connection.
 			select {
-			case <-tick.C:
+			case <-time.After(b.cfg.ReconnectMin):
+			case <-s.ctx.Done():
+			case <-changed:
 			case <-ctx.Done():
 				return
 			}
