@@ -1,10 +1,14 @@
 package bridge_test
 
 import (
+	"bytes"
+	"context"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/roomq/roomq/broker"
+	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/internal/mqtttest"
 	"github.com/roomq/roomq/wire"
 )
@@ -64,5 +68,30 @@ func TestOriginProperties(t *testing.T) {
 		if id := msgs[i].OriginID; msgs[i].OriginBroker != w.broker || (w.id != "" && id == 0) {
 			t.Errorf("stored message %d: origin %q %d, want %q %s", i, msgs[i].OriginBroker, id, w.broker, w.id)
 		}
+	}
+}
+
+// TestOriginRunsHooks checks that origin properties do not let a message past the
+// roomMessage command hooks.
+func TestOriginRunsHooks(t *testing.T) {
+	h := commands.NewHooks()
+	h.Before(commands.CommandRoomMessage, func(ctx context.Context, call *commands.Call) (any, error) {
+		if bytes.Contains(call.Args, []byte("spam")) {
+			return nil, wire.NewError(wire.CodeNotAllowed, "no spam")
+		}
+		return nil, nil
+	})
+	br := mqtttest.StartBroker(t, func(o *broker.Options) { o.Hooks = h })
+	pub := mqtttest.Dial(t, "gw", mqtttest.Options{URL: "tcp://" + br.MQTTAddr()})
+	props := &paho.PublishProperties{User: paho.UserProperties{{Key: wire.PropOriginBroker, Value: "edge"}, {Key: wire.PropOriginID, Value: "1"}}}
+	if code := pub.Publish("rooms/general", 1, []byte(`{"textMessage":"spam"}`), props); code != 0x87 {
+		t.Fatalf("bridged spam: reason code %#x, want 0x87", code)
+	}
+	props.User[1].Value = "2"
+	if code := pub.Publish("rooms/general", 1, []byte(`{"textMessage":"fine"}`), props); code != 0 {
+		t.Fatalf("bridged message: reason code %#x", code)
+	}
+	if msgs := history(t, br, "general"); len(msgs) != 1 || msgs[0].OriginID != 2 {
+		t.Fatalf("stored %d messages", len(msgs))
 	}
 }

@@ -159,8 +159,16 @@ func (s *Service) roomLeave(ctx context.Context, c Caller, args json.RawMessage)
 // result. With hooks registered for roomMessage it reads the room once more, to give the
 // hooks the message in its RPC form.
 func (s *Service) PostRoom(ctx context.Context, c Caller, room string, payload []byte) (*rooms.Message, error) {
+	return s.PostRoomFrom(ctx, c, room, payload, wire.Origin{})
+}
+
+// PostRoomFrom is PostRoom for a message first posted on another broker (a bridge's message;
+// the zero Origin for none): the room stores that origin with the message and delivers it as
+// user properties origin-broker and origin-id; a message sent twice gets rooms.ErrDuplicate.
+// The roomMessage hooks run as for any native message (they do not see the origin).
+func (s *Service) PostRoomFrom(ctx context.Context, c Caller, room string, payload []byte, from wire.Origin) (*rooms.Message, error) {
 	if !s.hooks.active(CommandRoomMessage) {
-		return s.postRoom(ctx, c, room, payload)
+		return s.postRoomFrom(ctx, c, room, payload, from)
 	}
 	message, wrapped := json.RawMessage(payload), false
 	r, err := s.rooms.Room(ctx, room)
@@ -176,7 +184,7 @@ func (s *Service) PostRoom(ctx context.Context, c Caller, room string, payload [
 	}
 	call := &Call{Caller: c, Command: CommandRoomMessage, Args: args, Native: true, wrapped: wrapped}
 	out := s.hooks.run(ctx, call, func(ctx context.Context, call *Call) (any, error) {
-		return s.postMessageArgs(ctx, call.Caller, call.Args, call.wrapped)
+		return s.postMessageArgs(ctx, call.Caller, call.Args, call.wrapped, from)
 	})
 	return out.Message, out.Err
 }
@@ -187,23 +195,6 @@ func binaryJSON(payload []byte) json.RawMessage {
 		Binary []byte `json:"binary"`
 	}{payload}) // cannot fail
 	return b
-}
-
-// PostRoomFrom is PostRoom for a message first posted on another broker (a bridge's message;
-// the zero Origin for none, which is PostRoom): the room stores that origin with the message
-// and delivers it as user properties origin-broker and origin-id; a message sent twice gets
-// rooms.ErrDuplicate. A bridged message does not run the roomMessage hooks: it ran those of
-// the broker where it was first posted.
-func (s *Service) PostRoomFrom(ctx context.Context, c Caller, room string, payload []byte, from wire.Origin) (*rooms.Message, error) {
-	if from.Broker == "" {
-		return s.PostRoom(ctx, c, room, payload)
-	}
-	return s.postRoomFrom(ctx, c, room, payload, from)
-}
-
-// postRoom is PostRoom without hooks.
-func (s *Service) postRoom(ctx context.Context, c Caller, room string, payload []byte) (*rooms.Message, error) {
-	return s.postRoomFrom(ctx, c, room, payload, wire.Origin{})
 }
 
 // postRoomFrom is PostRoomFrom without hooks.
@@ -219,13 +210,13 @@ func (s *Service) postRoomFrom(ctx context.Context, c Caller, room string, paylo
 }
 
 func (s *Service) roomMessage(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
-	return s.postMessageArgs(ctx, c, args, false)
+	return s.postMessageArgs(ctx, c, args, false, wire.Origin{})
 }
 
 // postMessageArgs posts the message of roomMessage arguments. The message is the payload, or
 // its {"binary": "<base64>"} form in binary rooms and when wrapped (a native payload that is
-// not JSON).
-func (s *Service) postMessageArgs(ctx context.Context, c Caller, args json.RawMessage, wrapped bool) (any, error) {
+// not JSON). from is the origin of a bridged message.
+func (s *Service) postMessageArgs(ctx context.Context, c Caller, args json.RawMessage, wrapped bool, from wire.Origin) (any, error) {
 	var a struct {
 		Room    string          `json:"room"`
 		Message json.RawMessage `json:"message"`
@@ -246,7 +237,7 @@ func (s *Service) postMessageArgs(ctx context.Context, c Caller, args json.RawMe
 		}
 		payload = b.Binary
 	}
-	m, err := s.postRoom(ctx, c, a.Room, payload)
+	m, err := s.postRoomFrom(ctx, c, a.Room, payload, from)
 	if err != nil {
 		return nil, err
 	}
