@@ -161,8 +161,16 @@ func (s *Service) roomLeave(ctx context.Context, c Caller, args json.RawMessage)
 // result. With hooks registered for roomMessage it reads the room once more, to give the
 // hooks the message in its RPC form.
 func (s *Service) PostRoom(ctx context.Context, c Caller, room string, payload []byte) (*rooms.Message, error) {
+	return s.PostRoomFrom(ctx, c, room, payload, wire.Origin{})
+}
+
+// PostRoomFrom is PostRoom for a message first posted on another broker (a bridge's message;
+// the zero Origin for none): the room stores that origin with the message and delivers it as
+// user properties origin-broker and origin-id; a message sent twice gets rooms.ErrDuplicate.
+// The roomMessage hooks run as for any native message (they do not see the origin).
+func (s *Service) PostRoomFrom(ctx context.Context, c Caller, room string, payload []byte, from wire.Origin) (*rooms.Message, error) {
 	if !s.hooks.active(CommandRoomMessage) {
-		return s.postRoom(ctx, c, room, payload)
+		return s.postRoomFrom(ctx, c, room, payload, from)
 	}
 	message, wrapped := json.RawMessage(payload), false
 	r, err := s.rooms.Room(ctx, room)
@@ -178,7 +186,7 @@ func (s *Service) PostRoom(ctx context.Context, c Caller, room string, payload [
 	}
 	call := &Call{Caller: c, Command: CommandRoomMessage, Args: args, Native: true, wrapped: wrapped}
 	out := s.hooks.run(ctx, call, func(ctx context.Context, call *Call) (any, error) {
-		return s.postMessageArgs(ctx, call.Caller, call.Args, call.wrapped)
+		return s.postMessageArgs(ctx, call.Caller, call.Args, call.wrapped, from)
 	})
 	return out.Message, out.Err
 }
@@ -191,8 +199,8 @@ func binaryJSON(payload []byte) json.RawMessage {
 	return b
 }
 
-// postRoom is PostRoom without hooks.
-func (s *Service) postRoom(ctx context.Context, c Caller, room string, payload []byte) (*rooms.Message, error) {
+// postRoomFrom is PostRoomFrom without hooks.
+func (s *Service) postRoomFrom(ctx context.Context, c Caller, room string, payload []byte, from wire.Origin) (*rooms.Message, error) {
 	a, err := s.access(ctx, c, room)
 	if err != nil {
 		return nil, err
@@ -200,17 +208,17 @@ func (s *Service) postRoom(ctx context.Context, c Caller, room string, payload [
 	if !s.policy.CanPost(a, c.Identity) {
 		return nil, fmt.Errorf("post to room %q: %w", room, acl.ErrNotAllowed)
 	}
-	return s.rooms.PostIn(ctx, a.Room, c.Identity.User, c.ClientID, payload)
+	return s.rooms.PostBridged(ctx, a.Room, c.Identity.User, c.ClientID, payload, from)
 }
 
 func (s *Service) roomMessage(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
-	return s.postMessageArgs(ctx, c, args, false)
+	return s.postMessageArgs(ctx, c, args, false, wire.Origin{})
 }
 
 // postMessageArgs posts the message of roomMessage arguments. The message is the payload, or
 // its {"binary": "<base64>"} form in binary rooms and when wrapped (a native payload that is
-// not JSON).
-func (s *Service) postMessageArgs(ctx context.Context, c Caller, args json.RawMessage, wrapped bool) (any, error) {
+// not JSON). from is the origin of a bridged message.
+func (s *Service) postMessageArgs(ctx context.Context, c Caller, args json.RawMessage, wrapped bool, from wire.Origin) (any, error) {
 	var a struct {
 		Room    string          `json:"room"`
 		Message json.RawMessage `json:"message"`
@@ -231,7 +239,7 @@ func (s *Service) postMessageArgs(ctx context.Context, c Caller, args json.RawMe
 		}
 		payload = b.Binary
 	}
-	m, err := s.postRoom(ctx, c, a.Room, payload)
+	m, err := s.postRoomFrom(ctx, c, a.Room, payload, from)
 	if err != nil {
 		return nil, err
 	}

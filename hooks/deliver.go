@@ -281,6 +281,11 @@ func (s *roomSub) DeliverRoom(m *rooms.Message) {
 			{Key: userPropertyTimestamp, Val: strconv.FormatInt(m.Timestamp, 10)},
 			{Key: userPropertyEpoch, Val: m.Epoch},
 		}
+		if m.OriginBroker != "" {
+			pk.Properties.User = append(pk.Properties.User,
+				packets.UserProperty{Key: wire.PropOriginBroker, Val: m.OriginBroker},
+				packets.UserProperty{Key: wire.PropOriginID, Val: strconv.FormatUint(m.OriginID, 10)})
+		}
 		if s.sub.Identifier > 0 {
 			pk.Properties.SubscriptionIdentifier = []int{s.sub.Identifier}
 		}

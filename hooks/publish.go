@@ -50,7 +50,15 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	case wire.TopicRoom:
 		ctx, cancel := r.ctx()
 		defer cancel()
-		if _, err := r.commands.PostRoom(ctx, caller, t.Name, pk.Payload); err != nil {
+		// A bridge's message keeps where it was first posted (docs/protocol.md, bridges).
+		from, err := wire.ParseOrigin(userProperty(pk, wire.PropOriginBroker), userProperty(pk, wire.PropOriginID), userProperty(pk, wire.PropOriginEpoch))
+		if err == nil {
+			_, err = r.commands.PostRoomFrom(ctx, caller, t.Name, pk.Payload, from)
+		}
+		if errors.Is(err, rooms.ErrDuplicate) {
+			return r.refuse(cl, pk, packets.CodeSuccess, err) // stored the first time
+		}
+		if err != nil {
 			return r.refuse(cl, pk, reasonFor(err), err)
 		}
 		return pk, packets.CodeSuccessIgnore // delivered by the room, in id order
@@ -261,4 +269,14 @@ func (r *Router) rpc(c *conn, pk packets.Packet, command string, refusal error) 
 	}
 	r.publish(message{topic: responseTopic, payload: payload, qos: 1, props: props}, "")
 	return pk, packets.CodeSuccessIgnore
+}
+
+// userProperty returns the value of pk's first user property named key, "" without one.
+func userProperty(pk packets.Packet, key string) string {
+	for _, p := range pk.Properties.User {
+		if p.Key == key {
+			return p.Val
+		}
+	}
+	return ""
 }

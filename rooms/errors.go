@@ -1,6 +1,10 @@
 package rooms
 
-import "github.com/roomq/roomq/wire"
+import (
+	"errors"
+
+	"github.com/roomq/roomq/wire"
+)
 
 // Sentinel errors of the rooms package, matched with errors.Is.
 var (
@@ -9,6 +13,12 @@ var (
 	// ErrNoChecker means a room names a checker that is not registered.
 	ErrNoChecker = wire.NewError(wire.CodeBadArgument, "no such checker")
 )
+
+// ErrDuplicate means a bridged message was posted already: a message of the same origin
+// broker and epoch with that origin id or a later one was. Nothing is stored;
+// the sender treats it as accepted. It carries no wire code (wire errors match by code), so
+// callers handle it before mapping errors to codes.
+var ErrDuplicate = errors.New("bridged message posted already")
 
 // SizeError is returned for a message larger than its room accepts. It carries the badMessage
 // code; callers that distinguish it (for a "packet too large" reason code) use errors.As.

@@ -86,6 +86,9 @@ type roomState struct {
 	// feed subscription; both are set while the room has subscribers here (sequencer.go).
 	last       uint64
 	cancelFeed func()
+	// bridged holds, by origin broker and origin epoch, the last origin id of the bridged messages
+	// posted here, to drop those a bridge sends twice (this instance only; not persisted).
+	bridged map[string]uint64
 }
 
 // subscription is a subscriber of a room on this instance and whose it is.
@@ -231,6 +234,15 @@ func (s *Service) Post(ctx context.Context, room, author, origin string, payload
 // PostIn is Post for a caller that has just read the room's settings (for a permission
 // check): it saves reading them again.
 func (s *Service) PostIn(ctx context.Context, r store.Room, author, origin string, payload []byte) (*Message, error) {
+	return s.PostBridged(ctx, r, author, origin, payload, wire.Origin{})
+}
+
+// PostBridged is PostIn for a message that a bridge brings from another broker: it is stored
+// with the name of the broker where it was first posted and its id there (from, the zero
+// Origin for a message posted here), which its deliveries carry as user properties
+// origin-broker and origin-id. A message of the same origin broker and epoch as one posted
+// before, with its id or an earlier one, is refused with ErrDuplicate.
+func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin string, payload []byte, from wire.Origin) (*Message, error) {
 	room := r.Name
 	if r.MaxMessageSize > 0 && len(payload) > r.MaxMessageSize {
 		return nil, &SizeError{Room: room, Size: len(payload), Limit: r.MaxMessageSize}
@@ -246,14 +258,30 @@ func (s *Service) PostIn(ctx context.Context, r store.Room, author, origin strin
 	st := s.state(room)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	bridged := from.Broker + "\x00" + from.Epoch
+	if from.Broker != "" && from.ID <= st.bridged[bridged] {
+		// Sent again (a PUBACK lost with the link, a packet of a dead connection read late,
+		// or the same message by a second bridge): the ids of one origin and epoch (one room's
+		// history) arrive in order along every bridge.
+		return nil, fmt.Errorf("post to room %q: %w: %s %d", room, ErrDuplicate, from.Broker, from.ID)
+	}
 	stored, err := s.store.Append(ctx, room, store.Message{
 		Author:    author,
 		Timestamp: s.millis(),
 		Binary:    binary,
 		Payload:   content,
+
+		OriginBroker: from.Broker,
+		OriginID:     from.ID,
 	}, s.maxSize)
 	if err != nil {
 		return nil, fmt.Errorf("post to room %q: %w", room, err)
+	}
+	if from.Broker != "" {
+		if st.bridged == nil {
+			st.bridged = make(map[string]uint64)
+		}
+		st.bridged[bridged] = from.ID
 	}
 	s.deliverLocked(ctx, room, st, stored, origin)
 	return NewMessage(room, st.epoch, origin, stored), nil

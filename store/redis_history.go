@@ -161,12 +161,14 @@ func (r *Redis) HistoryInfo(ctx context.Context, room string) (HistoryInfo, erro
 }
 
 // Stored messages are encoded as: a version byte (1), a flags byte (bit 0: Binary, bit 1:
-// the payload is nil), the timestamp as a varint, the author's length as a uvarint, the
-// author, and the payload to the end.
+// the payload is nil, bit 2: the message has an origin), the timestamp as a varint, the
+// author's length as a uvarint, the author, with bit 2 the origin broker's length as a
+// uvarint, the origin broker and the origin id as a uvarint, and the payload to the end.
 const (
 	messageVersion    = 1
 	messageBinary     = 1 << 0
 	messageNilPayload = 1 << 1
+	messageOrigin     = 1 << 2
 )
 
 var errBadMessage = errors.New("malformed stored message")
@@ -185,6 +187,12 @@ func encodeMessage(m Message) []byte {
 	b = binary.AppendVarint(b, m.Timestamp)
 	b = binary.AppendUvarint(b, uint64(len(m.Author)))
 	b = append(b, m.Author...)
+	if m.OriginBroker != "" {
+		b[1] |= messageOrigin
+		b = binary.AppendUvarint(b, uint64(len(m.OriginBroker)))
+		b = append(b, m.OriginBroker...)
+		b = binary.AppendUvarint(b, m.OriginID)
+	}
 	return append(b, m.Payload...)
 }
 
@@ -211,9 +219,23 @@ func decodeMessage(s string, buf []byte) (Message, []byte, error) {
 		Timestamp: ts,
 		Binary:    flags&messageBinary != 0,
 	}
+	rest = rest[alen:]
+	if flags&messageOrigin != 0 {
+		olen, n := uvarintString(rest)
+		if n <= 0 || olen > uint64(len(rest)-n) {
+			return Message{}, buf, errBadMessage
+		}
+		rest = rest[n:]
+		m.OriginBroker = rest[:olen]
+		rest = rest[olen:]
+		if m.OriginID, n = uvarintString(rest); n <= 0 {
+			return Message{}, buf, errBadMessage
+		}
+		rest = rest[n:]
+	}
 	if flags&messageNilPayload == 0 {
 		from := len(buf)
-		buf = append(buf, rest[alen:]...)
+		buf = append(buf, rest...)
 		if buf == nil {
 			buf = []byte{} // an empty payload is not nil
 		}

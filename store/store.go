@@ -40,6 +40,10 @@ type Message struct {
 	Binary bool
 	// Payload is the message content as accepted by the room's checker.
 	Payload []byte
+	// OriginBroker and OriginID say where a bridged message was first posted: the name of
+	// that broker and the message's id there. Both are empty for a message posted here.
+	OriginBroker string
+	OriginID     uint64
 }
 
 // HistoryInfo describes a room's history.

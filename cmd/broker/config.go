@@ -48,6 +48,9 @@ type config struct {
 	// AdminAPI configures the admin HTTP API (adminapi.go).
 	AdminAPI adminAPIConfig `koanf:"admin_api"`
 
+	// Bridges link this broker to others (package bridge).
+	Bridges []bridgeConfig `koanf:"bridges"`
+
 	// file is the configuration file read, or "" without one.
 	file string
 	// envVars are the names (never the values) of the environment variables applied, sorted.

@@ -60,6 +60,9 @@ func run(cfg config) error {
 	if opts.Store, err = cfg.Store.open(); err != nil {
 		return err
 	}
+	if opts.Store == nil && len(cfg.Bridges) > 0 {
+		opts.Store = store.NewMemory() // the bridges follow its feed
+	}
 	b, err := broker.New(opts)
 	if err != nil {
 		if opts.Store != nil {
@@ -75,9 +78,15 @@ func run(cfg config) error {
 	if opts.TLS != nil {
 		log.Info("TLS on", logKeyMQTTTLS, b.MQTTTLSAddr(), logKeyHTTPS, opts.HTTPTLS, logKeyTLSMin, cfg.TLS.MinVersion)
 	}
+	var ps problems // checked by brokerOptions already
+	_, stopBridges, err := startBridges(cfg.bridges(&ps), b, opts.Store, log)
+	if err != nil {
+		return errors.Join(err, shutdown(b, cfg))
+	}
 	<-ctx.Done()
 	stop() // a second signal kills at once
 	log.Info("shutting down", logKeyGrace, cfg.ShutdownGrace)
+	stopBridges()
 	return shutdown(b, cfg)
 }
 

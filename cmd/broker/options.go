@@ -58,6 +58,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 		checkName(&ps, fmt.Sprintf("auth.admins[%d]", i), "user", a)
 	}
 	topicRules := c.ACL.topicRules(&ps)
+	c.bridges(&ps)
 
 	var roomList []store.Room
 	seen := map[string]bool{}
