@@ -143,7 +143,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 	s.expect(t, 1, "roomq_rpc_calls_total", "command=other", "code=noCommand")
 	s.expect(t, 2, "roomq_rpc_duration_seconds_count", "command=roomCreate")
 	s.expect(t, 0, "roomq_dropped_total", "reason=slow_consumer")
-	for _, op := range []string{"Append", "CreateRoom", "AddConnection"} {
+	for _, op := range []string{"AppendBatch", "CreateRoom", "AddConnection"} {
 		if n, _ := s.value("roomq_store_duration_seconds_count", "op="+op); n < 1 {
 			t.Errorf("no store call %s timed", op)
 		}

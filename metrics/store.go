@@ -110,6 +110,14 @@ func (s *instrumented) Append(ctx context.Context, room string, msg store.Messag
 	return out, err
 }
 
+// AppendBatch implements store.History.
+func (s *instrumented) AppendBatch(ctx context.Context, room string, msgs []store.Message, maxSize int) ([]store.Message, error) {
+	start := time.Now()
+	out, err := s.st.AppendBatch(ctx, room, msgs, maxSize)
+	s.done("AppendBatch", start, err)
+	return out, err
+}
+
 // Range implements store.History.
 func (s *instrumented) Range(ctx context.Context, room string, afterID uint64, limit int) ([]store.Message, error) {
 	start := time.Now()

@@ -86,6 +86,12 @@ type roomState struct {
 	// feed subscription; both are set while the room has subscribers here (sequencer.go).
 	last       uint64
 	cancelFeed func()
+
+	// postMu guards the queue of posts waiting for a commit (commit), and whether a poster
+	// is committing. It is never held with mu.
+	postMu     sync.Mutex
+	posts      []*post
+	committing bool
 	// bridged holds, by origin broker and origin epoch, the last origin id of the bridged messages
 	// posted here, to drop those a bridge sends twice (this instance only; not persisted).
 	bridged map[string]uint64
@@ -255,36 +261,134 @@ func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin 
 	if err != nil {
 		return nil, fmt.Errorf("post to room %q: %w", room, err)
 	}
+	p := &post{
+		msg: store.Message{
+			Author:       author,
+			Binary:       binary,
+			Payload:      content,
+			OriginBroker: from.Broker,
+			OriginID:     from.ID,
+		},
+		origin: origin,
+		from:   from,
+		done:   make(chan postResult, 1),
+		lead:   make(chan struct{}, 1),
+	}
 	st := s.state(room)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	bridged := from.Broker + "\x00" + from.Epoch
-	if from.Broker != "" && from.ID <= st.bridged[bridged] {
-		// Sent again (a PUBACK lost with the link, a packet of a dead connection read late,
-		// or the same message by a second bridge): the ids of one origin and epoch (one room's
-		// history) arrive in order along every bridge.
-		return nil, fmt.Errorf("post to room %q: %w: %s %d", room, ErrDuplicate, from.Broker, from.ID)
-	}
-	stored, err := s.store.Append(ctx, room, store.Message{
-		Author:    author,
-		Timestamp: s.millis(),
-		Binary:    binary,
-		Payload:   content,
-
-		OriginBroker: from.Broker,
-		OriginID:     from.ID,
-	}, s.maxSize)
-	if err != nil {
-		return nil, fmt.Errorf("post to room %q: %w", room, err)
-	}
-	if from.Broker != "" {
-		if st.bridged == nil {
-			st.bridged = make(map[string]uint64)
+	st.postMu.Lock()
+	st.posts = append(st.posts, p)
+	lead := !st.committing
+	st.committing = true
+	st.postMu.Unlock()
+	if !lead {
+		select {
+		case res := <-p.done:
+			return res.msg, res.err
+		case <-p.lead: // the committer before handed over with this post first in line
 		}
-		st.bridged[bridged] = from.ID
 	}
-	s.deliverLocked(ctx, room, st, stored, origin)
-	return NewMessage(room, st.epoch, origin, stored), nil
+	s.commit(ctx, room, st)
+	res := <-p.done
+	return res.msg, res.err
+}
+
+// Group commit. Posts to a room queue up; one poster at a time, the committer, appends what
+// is queued in one AppendBatch (one round trip to Redis for up to maxCommit messages) and
+// delivers it under the room's lock, then hands over to the first poster still waiting. So a
+// room's posts are stored and delivered in order, and under load each round trip carries
+// many of them.
+
+// maxCommit is the most posts one commit appends.
+const maxCommit = 128
+
+// commitTimeout bounds one commit, whoever's context it runs on.
+const commitTimeout = 10 * time.Second
+
+// post is a message waiting in its room's queue.
+type post struct {
+	msg    store.Message
+	origin string
+	from   wire.Origin
+	done   chan postResult // its result, once
+	lead   chan struct{}   // becoming the committer
+}
+
+type postResult struct {
+	msg *Message
+	err error
+}
+
+// commit appends and delivers the queued posts of a room (at most maxCommit), answers each,
+// and hands over to the next poster when more are queued.
+func (s *Service) commit(ctx context.Context, room string, st *roomState) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	st.postMu.Lock()
+	n := min(len(st.posts), maxCommit)
+	batch := st.posts[:n:n]
+	st.posts = st.posts[n:]
+	st.postMu.Unlock()
+
+	st.mu.Lock()
+	results := make([]postResult, len(batch))
+	var pending []store.Message
+	var index []int // the batch index of each of pending
+	seen := make(map[string]uint64)
+	for i, p := range batch {
+		if p.from.Broker == "" {
+			pending, index = append(pending, p.msg), append(index, i)
+			continue
+		}
+		key := p.from.Broker + "\x00" + p.from.Epoch
+		last, ok := seen[key]
+		if !ok {
+			last = st.bridged[key]
+		}
+		if p.from.ID <= last {
+			// Sent again (a PUBACK lost with the link, a packet of a dead connection read
+			// late, or the same message by a second bridge): the ids of one origin and epoch
+			// (one room's history) arrive in order along every bridge.
+			results[i].err = fmt.Errorf("post to room %q: %w: %s %d", room, ErrDuplicate, p.from.Broker, p.from.ID)
+			continue
+		}
+		seen[key] = p.from.ID
+		pending, index = append(pending, p.msg), append(index, i)
+	}
+	now := s.millis()
+	for i := range pending {
+		pending[i].Timestamp = now
+	}
+	var stored []store.Message
+	var err error
+	if len(pending) > 0 {
+		stored, err = s.store.AppendBatch(ctx, room, pending, s.maxSize)
+	}
+	for k, m := range stored {
+		p := batch[index[k]]
+		if p.from.Broker != "" {
+			if st.bridged == nil {
+				st.bridged = make(map[string]uint64)
+			}
+			st.bridged[p.from.Broker+"\x00"+p.from.Epoch] = p.from.ID
+		}
+		s.deliverLocked(ctx, room, st, m, p.origin)
+		results[index[k]].msg = NewMessage(room, st.epoch, p.origin, m)
+	}
+	for k := len(stored); k < len(index); k++ {
+		results[index[k]].err = fmt.Errorf("post to room %q: %w", room, err)
+	}
+	st.mu.Unlock()
+
+	for i, p := range batch {
+		p.done <- results[i]
+	}
+	st.postMu.Lock()
+	if len(st.posts) > 0 {
+		st.posts[0].lead <- struct{}{}
+	} else {
+		st.committing = false
+	}
+	st.postMu.Unlock()
 }
 
 // check runs a checker. Any error it returns is a refusal (badMessage); a panic of a custom

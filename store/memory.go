@@ -201,6 +201,20 @@ func (m *Memory) RoomNames(context.Context) ([]string, error) {
 // Append gives m the room's next id, stores a copy of it and drops the oldest messages so that
 // at most maxSize remain; a maxSize below 1 counts as 1. It returns a copy of the stored
 // message, or ErrNoRoom.
+// AppendBatch appends ms in order; see Append.
+func (m *Memory) AppendBatch(ctx context.Context, room string, ms []Message, maxSize int) ([]Message, error) {
+	out := make([]Message, 0, len(ms))
+	for _, msg := range ms {
+		stored, err := m.Append(ctx, room, msg, maxSize)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, stored)
+	}
+	return out, nil
+}
+
+// Append gives msg the room's next id and stores it; see History.
 func (m *Memory) Append(_ context.Context, room string, msg Message, maxSize int) (Message, error) {
 	r := m.room(room)
 	if r == nil {

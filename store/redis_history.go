@@ -102,6 +102,54 @@ func (r *Redis) Append(ctx context.Context, room string, m Message, maxSize int)
 	return m, nil
 }
 
+// AppendBatch appends ms in order with one pipeline of append scripts: one round trip, each
+// message atomic (ids are consecutive unless another instance appends in between).
+func (r *Redis) AppendBatch(ctx context.Context, room string, ms []Message, maxSize int) ([]Message, error) {
+	const op = "append"
+	if len(ms) == 1 {
+		m, err := r.Append(ctx, room, ms[0], maxSize)
+		if err != nil {
+			return nil, err
+		}
+		return []Message{m}, nil
+	}
+	maxSize = clampCount(max(maxSize, 1))
+	keys, channel := r.historyKeys(room), r.feedChannel(room)
+	var cmds []*redis.Cmd
+	for attempt := 0; ; attempt++ {
+		cmds = make([]*redis.Cmd, len(ms))
+		_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, m := range ms {
+				cmds[i] = appendScript.EvalSha(ctx, p, keys, maxSize, encodeMessage(m), channel)
+			}
+			return nil
+		})
+		if err == nil || attempt > 0 || !redis.HasErrorPrefix(cmds[0].Err(), "NOSCRIPT") {
+			break
+		}
+		// Redis lost its scripts (a restart): nothing was appended; load it and try again.
+		if err := appendScript.Load(ctx, r.client).Err(); err != nil {
+			return nil, redisError(op, err)
+		}
+	}
+	out := make([]Message, 0, len(ms))
+	for i, cmd := range cmds {
+		v, err := cmd.Slice()
+		if err != nil {
+			return out, redisError(op, err)
+		}
+		id := intAt(v, 0)
+		if id <= 0 {
+			return out, noRoom("append to", room)
+		}
+		m := ms[i]
+		m.ID = uint64(id)
+		m.Payload = clonePayload(m.Payload)
+		out = append(out, m)
+	}
+	return out, nil
+}
+
 // Range returns the stored messages with an id greater than afterID, ascending, at most limit
 // of them; when messages after afterID have left the history it starts at the oldest stored
 // one. It returns an empty slice when limit is below 1, and ErrNoRoom for a room that does not

@@ -107,6 +107,11 @@ type History interface {
 	// beyond maxSize (at least 1), as one atomic step. It returns the stored message, or
 	// ErrNoRoom.
 	Append(ctx context.Context, room string, m Message, maxSize int) (Message, error)
+	// AppendBatch appends ms in order, as Append does each, in one round trip where the store
+	// has round trips; each message is appended atomically, not the batch. It returns the
+	// stored messages of the appends that succeeded, in order, and the error of the first
+	// that failed (the ones after it are not appended).
+	AppendBatch(ctx context.Context, room string, ms []Message, maxSize int) ([]Message, error)
 	// Range returns the stored messages with an id greater than afterID, ascending, at most
 	// limit of them. It returns ErrNoRoom for a room that does not exist.
 	Range(ctx context.Context, room string, afterID uint64, limit int) ([]Message, error)

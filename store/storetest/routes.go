@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
@@ -175,4 +176,34 @@ func testReplies(t *testing.T, s store.Store) {
 	grant("dev", topic, time.Millisecond)
 	time.Sleep(20 * time.Millisecond) // the right expires: this waits for time, not for an event
 	use("dev", topic, false)
+}
+
+// testAppendBatch: a batch gets the next ids in order and is trimmed like single appends; a
+// batch to a missing room stores nothing.
+func testAppendBatch(t *testing.T, s store.Store) {
+	createRoom(t, s, "r")
+	if _, err := s.Append(ctx(t), "r", store.Message{Author: "a", Payload: []byte(`{"n":0}`)}, 4); err != nil {
+		t.Fatal(err)
+	}
+	batch := make([]store.Message, 5)
+	for i := range batch {
+		batch[i] = store.Message{Author: "b", Timestamp: int64(i), Payload: fmt.Appendf(nil, `{"n":%d}`, i+1)}
+	}
+	stored, err := s.AppendBatch(ctx(t), "r", batch, 4)
+	if err != nil || len(stored) != len(batch) {
+		t.Fatalf("AppendBatch = %d messages, %v", len(stored), err)
+	}
+	for i, m := range stored {
+		if m.ID != uint64(i+2) || string(m.Payload) != string(batch[i].Payload) || m.Author != "b" {
+			t.Fatalf("stored[%d] = %+v", i, m)
+		}
+	}
+	got, err := s.Range(ctx(t), "r", 0, 10)
+	if err != nil || len(got) != 4 || got[0].ID != 3 || got[3].ID != 6 || string(got[3].Payload) != `{"n":5}` {
+		t.Fatalf("Range after the batch = %+v, %v; want ids 3..6 (trimmed to 4)", got, err)
+	}
+	stored, err = s.AppendBatch(ctx(t), "missing", batch, 4)
+	if !errors.Is(err, store.ErrNoRoom) || len(stored) != 0 {
+		t.Fatalf("AppendBatch to a missing room = %d, %v; want ErrNoRoom", len(stored), err)
+	}
 }

@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Mailbox", testMailbox},
 		{"Retained", testRetained},
 		{"Replies", testReplies},
+		{"AppendBatch", testAppendBatch},
 		{"Membership", testMembership},
 		{"MembershipNoRoom", testMembershipNoRoom},
 		{"MembershipTakenOverClient", testMembershipTakenOverClient},
