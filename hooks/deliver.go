@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"strconv"
 	"sync/atomic"
@@ -268,29 +269,43 @@ func (s *roomSub) DeliverRoom(m *rooms.Message) {
 	if s.sub.NoLocal && m.Origin == s.c.cl.ID {
 		return // [MQTT-3.8.3-3]
 	}
+	d := m.Cached(func() any { return newRoomDelivery(m) }).(*roomDelivery)
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: s.sub.Qos},
-		TopicName:   wire.RoomTopic(m.Room),
+		TopicName:   d.topic,
 		Payload:     m.Payload(),
-		Created:     time.Now().Unix(),
+		Created:     d.created,
 	}
 	if s.c.cl.Properties.ProtocolVersion >= 5 {
-		pk.Properties.User = []packets.UserProperty{
-			{Key: userPropertyID, Val: strconv.FormatUint(m.ID, 10)},
-			{Key: userPropertyAuthor, Val: m.Author},
-			{Key: userPropertyTimestamp, Val: strconv.FormatInt(m.Timestamp, 10)},
-			{Key: userPropertyEpoch, Val: m.Epoch},
-		}
-		if m.OriginBroker != "" {
-			pk.Properties.User = append(pk.Properties.User,
-				packets.UserProperty{Key: wire.PropOriginBroker, Val: m.OriginBroker},
-				packets.UserProperty{Key: wire.PropOriginID, Val: strconv.FormatUint(m.OriginID, 10)})
-		}
+		pk.Properties.User = d.props // shared by every delivery: never changed
 		if s.sub.Identifier > 0 {
 			pk.Properties.SubscriptionIdentifier = []int{s.sub.Identifier}
 		}
 	}
 	s.c.out.pushItem(outItem{pk: pk, mark: &s.sent, id: m.ID})
+}
+
+// roomDelivery is what every delivery of a room message shares: its topic and its v5 user
+// properties (id, author, timestamp, epoch, and a bridged message's origin).
+type roomDelivery struct {
+	topic   string
+	props   []packets.UserProperty
+	created int64
+}
+
+func newRoomDelivery(m *rooms.Message) *roomDelivery {
+	props := []packets.UserProperty{
+		{Key: userPropertyID, Val: strconv.FormatUint(m.ID, 10)},
+		{Key: userPropertyAuthor, Val: m.Author},
+		{Key: userPropertyTimestamp, Val: strconv.FormatInt(m.Timestamp, 10)},
+		{Key: userPropertyEpoch, Val: m.Epoch},
+	}
+	if m.OriginBroker != "" {
+		props = append(props,
+			packets.UserProperty{Key: wire.PropOriginBroker, Val: m.OriginBroker},
+			packets.UserProperty{Key: wire.PropOriginID, Val: strconv.FormatUint(m.OriginID, 10)})
+	}
+	return &roomDelivery{topic: wire.RoomTopic(m.Room), props: slices.Clip(props), created: time.Now().Unix()}
 }
 
 // RoomRemoved implements rooms.Subscriber: the MQTT subscription ends too, and what was

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"strconv"
+	"sync"
 
 	"github.com/roomq/roomq/store"
 )
@@ -22,6 +23,17 @@ type Message struct {
 
 	delivered []byte
 	history   json.RawMessage
+
+	cacheOnce sync.Once
+	cache     any
+}
+
+// Cached returns what build returns, calling build once per message: what a transport
+// derives from the message for every one of its deliveries (a topic, encoded properties), to
+// be shared by them, read-only.
+func (m *Message) Cached(build func() any) any {
+	m.cacheOnce.Do(func() { m.cache = build() })
+	return m.cache
 }
 
 // NewMessage wraps a stored message of room for delivery, computing its payloads once.
