@@ -7,6 +7,7 @@ import (
 
 	"github.com/roomq/roomq/bridge"
 	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/internal/netproxy"
 )
 
 // TestTopicsFarSideDown checks that a far side that is down never holds up local traffic:
@@ -15,7 +16,7 @@ import (
 func TestTopicsFarSideDown(t *testing.T) {
 	far := mqtttest.StartBroker(t, nil)
 	edge := mqtttest.StartBroker(t, nil)
-	px := newProxy(t, far.MQTTAddr())
+	px := netproxy.New(t, far.MQTTAddr())
 	const queue = 5
 	b := runBridge(t, bridge.Options{
 		Config: bridge.Config{

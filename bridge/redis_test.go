@@ -9,6 +9,7 @@ import (
 	"github.com/roomq/roomq/bridge"
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/internal/netproxy"
 	"github.com/roomq/roomq/internal/redistest"
 	"github.com/roomq/roomq/store"
 )
@@ -28,7 +29,7 @@ func TestRoomWithRedisEdge(t *testing.T) {
 	}
 	edge := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = edgeStore })
 	cloud := mqtttest.StartBroker(t, nil)
-	px := newProxy(t, cloud.MQTTAddr())
+	px := netproxy.New(t, cloud.MQTTAddr())
 	b := runBridge(t, bridge.Options{
 		Config: bridge.Config{
 			Name: "cloud", LocalName: "edge", URL: px.URL(), User: "edge-gw",

@@ -11,6 +11,7 @@ import (
 	"github.com/roomq/roomq/bridge"
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/internal/netproxy"
 	"github.com/roomq/roomq/internal/tlstest"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
@@ -24,7 +25,7 @@ func TestRoomBothWaysAcrossCuts(t *testing.T) {
 	cloud := mqtttest.StartBroker(t, nil)
 	edgeStore := store.NewMemory()
 	edge := mqtttest.StartBroker(t, func(o *broker.Options) { o.Store = edgeStore })
-	px := newProxy(t, cloud.MQTTAddr())
+	px := netproxy.New(t, cloud.MQTTAddr())
 	b := runBridge(t, bridge.Options{
 		Config: bridge.Config{
 			Name: "cloud", LocalName: "edge", URL: px.URL(), User: "edge-gw",

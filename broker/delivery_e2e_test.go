@@ -20,24 +20,10 @@ func TestReceiveMaximumRespected(t *testing.T) {
 	b := mqtttest.StartBroker(t, nil)
 	pub := mqtttest.Dial(t, "pub", mqtttest.Options{URL: tcpURL(b)})
 
-	received := make(chan *paho.Publish, 100)
-	conn := packets.NewThreadSafeConn(mqtttest.DialConn(t, tcpURL(b)))
-	slow := paho.NewClient(paho.ClientConfig{
-		Conn:                       conn,
-		EnableManualAcknowledgment: true,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			received <- pr.Packet
-			return true, nil
-		}},
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
 	defer cancel()
 	rm := uint16(2)
-	if _, err := slow.Connect(ctx, &paho.Connect{ClientID: "slow", Username: "slow", UsernameFlag: true, CleanStart: true, KeepAlive: 30,
-		Properties: &paho.ConnectProperties{ReceiveMaximum: &rm, RequestProblemInfo: true}}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = slow.Disconnect(&paho.Disconnect{}) }()
+	slow, received := dialManualAck(t, b, "slow", &paho.ConnectProperties{ReceiveMaximum: &rm, RequestProblemInfo: true})
 	if _, err := slow.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "rooms/general", QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -165,22 +151,9 @@ func TestPacketIDsDoNotClash(t *testing.T) {
 func TestPacketIDsSeparate(t *testing.T) {
 	b := mqtttest.StartBroker(t, nil)
 	pub := mqtttest.Dial(t, "pub", mqtttest.Options{URL: tcpURL(b)})
-	received := make(chan *paho.Publish, 10)
-	conn := packets.NewThreadSafeConn(mqtttest.DialConn(t, tcpURL(b)))
-	c := paho.NewClient(paho.ClientConfig{
-		Conn:                       conn,
-		EnableManualAcknowledgment: true,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			received <- pr.Packet
-			return true, nil
-		}},
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
 	defer cancel()
-	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "ids", Username: "ids", UsernameFlag: true, CleanStart: true, KeepAlive: 30}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
+	c, received := dialManualAck(t, b, "ids", nil)
 	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cmd/ids", QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -208,4 +181,26 @@ func TestPacketIDsSeparate(t *testing.T) {
 	if err := c.Ack(p); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// dialManualAck connects a v5 client as user clientID that acknowledges QoS > 0 messages only
+// when the test calls Ack; it returns the client and the messages it receives.
+func dialManualAck(t *testing.T, b *broker.Broker, clientID string, props *paho.ConnectProperties) (*paho.Client, chan *paho.Publish) {
+	t.Helper()
+	received := make(chan *paho.Publish, 100)
+	c := paho.NewClient(paho.ClientConfig{
+		Conn:                       packets.NewThreadSafeConn(mqtttest.DialConn(t, tcpURL(b))),
+		EnableManualAcknowledgment: true,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			received <- pr.Packet
+			return true, nil
+		}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, Username: clientID, UsernameFlag: true, CleanStart: true, KeepAlive: 30, Properties: props}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+	return c, received
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/client"
 	"github.com/roomq/roomq/internal/mqtttest"
+	"github.com/roomq/roomq/internal/netproxy"
 )
 
 // A joined client receives typed messages; refused messages come back as typed errors.
@@ -138,9 +139,9 @@ func (r *recorder) check(t *testing.T, n int) {
 // delivered: messages posted while it was away arrive, none twice.
 func TestResumeAcrossReconnect(t *testing.T) {
 	b := mqtttest.StartBroker(t, nil)
-	px := startProxy(t, b.MQTTAddr())
+	px := netproxy.New(t, b.MQTTAddr())
 	ups, downs := newInbox[struct{}](), newInbox[struct{}]()
-	reader := connect(t, px.url(), "reader", func(c *client.Config) {
+	reader := connect(t, px.URL(), "reader", func(c *client.Config) {
 		c.OnConnect = func() { ups.put(struct{}{}) }
 		c.OnConnectionLost = func() { downs.put(struct{}{}) }
 	})
@@ -168,12 +169,12 @@ func TestResumeAcrossReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.check(t, 10)
-	px.cut(true)
+	px.Pause()
 	downs.next(t, "connection lost")
 	if err := send(20); err != nil {
 		t.Fatal(err)
 	}
-	px.resume()
+	px.Resume()
 	ups.next(t, "reconnect")
 	rec.check(t, 30)
 
@@ -182,7 +183,7 @@ func TestResumeAcrossReconnect(t *testing.T) {
 	go func() { errs <- send(300) }()
 	for i := 0; i < 3; i++ {
 		rec.got.next(t, "a message before the cut")
-		px.cut(false)
+		px.Cut()
 		downs.next(t, "connection lost")
 		ups.next(t, "reconnect")
 	}

@@ -2,10 +2,6 @@ package client_test
 
 import (
 	"context"
-	"errors"
-	"io"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -93,90 +89,4 @@ func (b *inbox[T]) until(t *testing.T, what string, ok func(T) bool) T {
 			t.Fatalf("no %s within %v", what, timeout)
 		}
 	}
-}
-
-// proxy is a TCP proxy in front of the broker that can cut every connection and refuse new
-// ones, to make a client lose its connection for as long as a test wants.
-type proxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	paused bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
-
-func startProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, target: target, conns: make(map[net.Conn]struct{})}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.cut(false)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *proxy) url() string { return "tcp://" + p.ln.Addr().String() }
-
-func (p *proxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.paused {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.mu.Unlock()
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	_, err := io.Copy(dst, src)
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		_ = err // a cut connection
-	}
-	_ = dst.Close()
-	_ = src.Close()
-}
-
-// cut closes every connection; with pause it also refuses new ones until resume.
-func (p *proxy) cut(pause bool) {
-	p.mu.Lock()
-	p.paused = pause
-	conns := p.conns
-	p.conns = make(map[net.Conn]struct{})
-	p.mu.Unlock()
-	for c := range conns {
-		_ = c.Close()
-	}
-}
-
-func (p *proxy) resume() {
-	p.mu.Lock()
-	p.paused = false
-	p.mu.Unlock()
 }

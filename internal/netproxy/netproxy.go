@@ -1,4 +1,6 @@
-package bridge_test
+// Package netproxy is a TCP proxy for tests: it stands for the network between a client and a
+// broker, or between two brokers, and can cut every connection or refuse new ones.
+package netproxy
 
 import (
 	"errors"
@@ -8,9 +10,9 @@ import (
 	"testing"
 )
 
-// proxy forwards TCP connections to a target; Cut closes them all, Pause refuses new ones
-// until Resume. It stands for the network between two brokers.
-type proxy struct {
+// Proxy forwards TCP connections to a target; Cut closes them all, Pause refuses new ones
+// until Resume.
+type Proxy struct {
 	ln     net.Listener
 	target string
 
@@ -20,13 +22,14 @@ type proxy struct {
 	wg     sync.WaitGroup
 }
 
-func newProxy(t *testing.T, target string) *proxy {
+// New starts a proxy to target on a free loopback port; it stops when the test ends.
+func New(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
@@ -38,9 +41,9 @@ func newProxy(t *testing.T, target string) *proxy {
 }
 
 // URL is the proxy's address as an MQTT URL.
-func (p *proxy) URL() string { return "tcp://" + p.ln.Addr().String() }
+func (p *Proxy) URL() string { return "tcp://" + p.ln.Addr().String() }
 
-func (p *proxy) accept() {
+func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
@@ -71,7 +74,7 @@ func (p *proxy) accept() {
 	}
 }
 
-func (p *proxy) pipe(dst, src net.Conn) {
+func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
 	_, _ = io.Copy(dst, src)
 	_ = dst.Close()
@@ -83,7 +86,7 @@ func (p *proxy) pipe(dst, src net.Conn) {
 }
 
 // Cut closes every forwarded connection at once.
-func (p *proxy) Cut() {
+func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
@@ -92,7 +95,7 @@ func (p *proxy) Cut() {
 }
 
 // Pause refuses new connections (and cuts the current ones) until Resume.
-func (p *proxy) Pause() {
+func (p *Proxy) Pause() {
 	p.mu.Lock()
 	p.paused = true
 	p.mu.Unlock()
@@ -100,7 +103,7 @@ func (p *proxy) Pause() {
 }
 
 // Resume accepts connections again.
-func (p *proxy) Resume() {
+func (p *Proxy) Resume() {
 	p.mu.Lock()
 	p.paused = false
 	p.mu.Unlock()
