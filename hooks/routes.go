@@ -264,6 +264,10 @@ func (r *Router) forward(pk packets.Packet, version uint64) {
 	}
 	rt := r.routing
 	rt.mu.Lock()
+	if len(rt.others) == 0 {
+		rt.mu.Unlock()
+		return // a single instance
+	}
 	subs := rt.remote.Subscribers(pk.TopicName)
 	rt.mu.Unlock()
 	for inst := range subs.Subscriptions {
