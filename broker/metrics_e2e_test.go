@@ -126,7 +126,9 @@ func TestMetricsEndToEnd(t *testing.T) {
 	mqtttest.WaitFor(t, 5*time.Second, "connections and deliveries in /metrics", func() bool {
 		s = scrapeMetrics(t, b)
 		out, _ := s.value("roomq_messages_out_total")
-		return s.has(1, "roomq_connections", "transport=tcp") && s.has(1, "roomq_connections", "transport=ws") && out >= 4
+		// The refusal is counted after its CONNACK is written, which the client may read first.
+		return s.has(1, "roomq_connections", "transport=tcp") && s.has(1, "roomq_connections", "transport=ws") && out >= 4 &&
+			s.has(1, "roomq_connections_refused_total", "code=0x86", "reason=bad username or password")
 	})
 	s.expect(t, 1, "roomq_instance_info", "instance=metrics-1")
 	s.expect(t, 1, "roomq_connections_opened_total", "transport=tcp")
