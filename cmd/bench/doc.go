@@ -19,11 +19,25 @@
 // receivers count losses and duplicates and measure latency. Each run ends by itself after
 // -duration (or -count), plus -drain for outstanding deliveries.
 //
-// The clients are paho.golang. With -subscriber raw, the pure subscribers of fanout and rooms
-// are a minimal reader instead (rawsub.go), which skips PUBLISH properties: paho.golang's
-// property decoding otherwise costs more CPU than the broker, on the same two cores, against
-// brokers that add properties to every message, as roomq does. BENCHMARKS.md at the root of
-// the repository has the method and the results.
+// Against roomq, the paths that exist only on roomq use the project's client package, as an
+// application would: room creation on a broker named by URL (client.RoomCreate), the
+// requesters and the prefill of -rpc history (client.RoomHistoryGet, client.Send), and the
+// resume subscribers, each a client.Client joined to the room; a resume closes it and joins a
+// new one with JoinOptions{Resume, Since, Epoch} from the old one's Position, as an
+// application that restarts does. The client package drops ids it delivered already, so the
+// duplicates of resume on roomq are those an application would see. These clients ignore
+// -sources, and their RPCs are QoS 1 whatever -qos says.
+//
+// Everything else is paho.golang directly: the publishers and subscribers of fanout and rooms,
+// the device requesters and responders of -rpc device, the connections scenario and resume on
+// other brokers (persistent sessions), because the same code must speak to plain Mochi and
+// Mosquitto (with plain topics instead of rooms) and measure raw deliveries, without the
+// client package's queueing, ordering and duplicate filtering in between. With
+// -subscriber raw, the pure subscribers of fanout and rooms are a minimal reader instead
+// (rawsub.go), which skips PUBLISH properties: paho.golang's property decoding otherwise costs
+// more CPU than the broker, on the same two cores, against brokers that add properties to
+// every message, as roomq does. BENCHMARKS.md at the root of the repository has the method
+// and the results.
 //
 // Examples:
 //

@@ -98,11 +98,7 @@ func runTarget(ctx context.Context, cfg *Config, name string, several bool, log 
 		return res
 	}
 	if t.rooms && !t.inProcess && cfg.Scenario != scenarioConnections {
-		d, err := newDialer(t.url, 0)
-		if err == nil {
-			err = createRooms(ctx, d, cfg, cfg.roomNames())
-		}
-		if err != nil {
+		if err := createRooms(ctx, t.url, cfg, cfg.roomNames(), log); err != nil {
 			res.Error = err.Error()
 			return res
 		}

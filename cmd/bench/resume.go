@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/roomq/roomq/client"
 )
 
 // reconnectPause is how long a resuming subscriber stays away before it reconnects.
@@ -32,12 +33,11 @@ type stream struct {
 	started bool
 }
 
-// resumer is a subscriber that disconnects and resumes: with since on roomq, with a persistent
-// session elsewhere.
+// resumer is a subscriber that disconnects and resumes: with a client.Client joined with since
+// on roomq, with a persistent session elsewhere.
 type resumer struct {
-	id    string
-	user  string
-	rooms bool
+	id   string
+	user string
 
 	mu         sync.Mutex // guards the fields below, written by the delivery goroutine
 	streams    map[uint32]*stream
@@ -49,36 +49,34 @@ type resumer struct {
 	hist       histogram
 }
 
-// receive accounts for one message: by its room id on roomq, by publisher and sequence number
-// elsewhere.
+// receive accounts for one message of a broker without rooms, by publisher and sequence
+// number.
 func (r *resumer) receive(p *paho.Publish, live *atomic.Uint64) {
 	now := time.Now()
-	h, herr := parseHeader(p.Payload)
-	var key uint32
-	var id uint64
-	if r.rooms {
-		if p.Properties == nil {
-			return
-		}
-		var err error
-		if id, err = strconv.ParseUint(p.Properties.User.Get("id"), 10, 64); err != nil {
-			return // not a room message
-		}
-	} else {
-		if herr != nil {
-			return
-		}
-		key, id = h.pub, h.seq+1
+	h, err := parseHeader(p.Payload)
+	if err != nil {
+		return
 	}
+	r.account(h.pub, h.seq+1, "", h, true, now, live)
+}
+
+// receiveMessage accounts for one room message delivered by the client package, by its id.
+func (r *resumer) receiveMessage(m client.Message, live *atomic.Uint64) {
+	now := time.Now()
+	h, err := parseHeader(m.Payload)
+	r.account(0, m.ID, m.Epoch, h, err == nil, now, live)
+}
+
+// account records delivery id of stream key, of history epoch epoch ("" when none), received
+// at now; h is its header when hasHeader.
+func (r *resumer) account(key uint32, id uint64, epoch string, h header, hasHeader bool, now time.Time, live *atomic.Uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.rooms && p.Properties != nil {
-		if e := p.Properties.User.Get("epoch"); e != "" {
-			if r.epoch != "" && e != r.epoch {
-				r.resets++
-			}
-			r.epoch = e
+	if epoch != "" {
+		if r.epoch != "" && epoch != r.epoch {
+			r.resets++
 		}
+		r.epoch = epoch
 	}
 	s := r.streams[key]
 	if s == nil {
@@ -100,29 +98,34 @@ func (r *resumer) receive(p *paho.Publish, live *atomic.Uint64) {
 	}
 	r.delivered++
 	live.Add(1)
-	if herr == nil {
+	if hasHeader {
 		r.hist.record(now.Sub(h.sent))
 	}
 }
 
-// resumeProps returns the SUBSCRIBE user properties that resume a room after the last id seen.
-func (r *resumer) resumeProps() paho.UserProperties {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := r.streams[0]
-	if !r.rooms || s == nil {
-		return nil
+// resumeConn is the connection of a resuming subscriber: a client.Client on roomq, a paho
+// client with a persistent session elsewhere.
+type resumeConn struct {
+	room *client.Client
+	raw  *paho.Client
+}
+
+// close disconnects c, if any, and waits until its goroutines are done.
+func (c *resumeConn) close() {
+	if c == nil {
+		return
 	}
-	props := paho.UserProperties{{Key: "since", Value: strconv.FormatUint(s.last, 10)}}
-	if r.epoch != "" {
-		props = append(props, paho.UserProperty{Key: "epoch", Value: r.epoch})
-	}
-	return props
+	closeClient(c.room)
+	disconnect(c.raw)
 }
 
 // runResume publishes to one room while cfg.Subscribers subscribers repeatedly disconnect and
-// resume, and counts what they missed or got twice. On roomq they resume with since (the room
-// ids must arrive in order with no gap); on other brokers, which have no room ids, they keep a
+// resume, and counts what they missed or got twice. On roomq each subscriber is a
+// client.Client joined to the room; to resume, it is closed and a new one joins with
+// JoinOptions{Resume, Since, Epoch} from the old one's Position, as an application that
+// restarts would (the room ids must arrive in order with no gap; the client package drops
+// ids it delivered already, so duplicates here are those an application would see). On
+// other brokers, which have no room ids, they keep a
 // persistent session (clean start off, session expiry) and subscribe at cfg.QoS, and the
 // publishers' sequence numbers are checked (out-of-order arrival is not a gap there: QoS 1
 // publishes of one publisher may be in flight together, see -inflight).
@@ -135,35 +138,36 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 	var errs errorLog
 	var live, resumes atomic.Uint64
 	resumers := make([]*resumer, cfg.Subscribers)
-	clients := make([]*paho.Client, cfg.Subscribers)
-	connect := func(ctx context.Context, i int, first bool) (*paho.Client, error) {
+	clients := make([]*resumeConn, cfg.Subscribers)
+	// connect connects subscriber i, resuming after prev (nil the first time).
+	connect := func(ctx context.Context, i int, prev *resumeConn) (*resumeConn, error) {
 		r := resumers[i]
-		o := clientOptions{ClientID: r.id, User: r.user, Password: cfg.Password, CleanStart: true,
-			OnPublish: func(p *paho.Publish) { r.receive(p, &live) }}
-		if !t.rooms {
-			o.CleanStart, o.SessionExpiry = first, sessionExpiry
+		if t.rooms {
+			return connectRoomResumer(ctx, t.url, cfg, r, prev, &live, &errs, log)
 		}
+		o := clientOptions{ClientID: r.id, User: r.user, Password: cfg.Password, CleanStart: prev == nil,
+			SessionExpiry: sessionExpiry, OnPublish: func(p *paho.Publish) { r.receive(p, &live) }}
 		c, _, ca, err := d.connectConn(ctx, o)
 		if err != nil {
 			return nil, err
 		}
-		if ca.SessionPresent && !t.rooms {
+		if ca.SessionPresent {
 			// The session kept the subscription. Subscribing again could fail: Mochi refuses a
 			// SUBSCRIBE whose packet id is in use by one of its own in-flight deliveries.
-			return c, nil
+			return &resumeConn{raw: c}, nil
 		}
-		if err := subscribe(ctx, c, room, byte(cfg.QoS), r.resumeProps()); err != nil {
+		if err := subscribe(ctx, c, room, byte(cfg.QoS), nil); err != nil {
 			disconnect(c)
 			return nil, err
 		}
-		return c, nil
+		return &resumeConn{raw: c}, nil
 	}
 	for i := range resumers {
 		resumers[i] = &resumer{id: fmt.Sprintf("bench-resume-%d", i), user: fmt.Sprintf("%s-resume-%d", cfg.User, i),
-			rooms: t.rooms, streams: make(map[uint32]*stream)}
-		if clients[i], err = connect(ctx, i, true); err != nil {
+			streams: make(map[uint32]*stream)}
+		if clients[i], err = connect(ctx, i, nil); err != nil {
 			for _, c := range clients[:i] {
-				disconnect(c)
+				c.close()
 			}
 			return Result{}, fmt.Errorf("set up subscribers: %w", err)
 		}
@@ -205,10 +209,11 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 					return
 				case <-time.After(cfg.ResumeEvery/2 + jitter):
 				}
-				disconnect(clients[i])
+				prev := clients[i]
+				prev.close()
 				clients[i] = nil
 				time.Sleep(reconnectPause)
-				c, err := connect(hardCtx, i, false)
+				c, err := connect(hardCtx, i, prev)
 				if err != nil {
 					errs.add(fmt.Errorf("resume: %w", err))
 					return
@@ -262,7 +267,7 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 		time.Sleep(10 * time.Millisecond)
 	}
 	for _, c := range clients {
-		disconnect(c)
+		c.close()
 	}
 
 	res := Result{Seconds: loadEnd.Sub(start).Seconds(), RateUnit: "deliveries/s", Resumes: resumes.Load()}
@@ -289,7 +294,7 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 	res.SendRate = float64(res.Sent) / res.Seconds
 	res.Rate = float64(res.Delivered) / time.Since(start).Seconds()
 	res.Latency = hist.summary()
-	how := "since"
+	how := "client.Client, Join with Since/Epoch"
 	if !t.rooms {
 		how = "persistent sessions"
 	}
@@ -298,4 +303,28 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 	errs.n.Add(l.errs.n.Load())
 	res.Errors, res.FirstErrors = errs.n.Load(), append(errs.samples(), l.errs.samples()...)
 	return res, nil
+}
+
+// connectRoomResumer connects r's client.Client and joins cfg.Room: live the first time, after
+// prev's position (read once prev is closed, so that it counts every message delivered) when
+// resuming. A dropped connection counts as an error; the client reconnects and resumes by
+// itself.
+func connectRoomResumer(ctx context.Context, url string, cfg *Config, r *resumer, prev *resumeConn, live *atomic.Uint64, errs *errorLog, log *slog.Logger) (*resumeConn, error) {
+	var opts *client.JoinOptions
+	if prev != nil {
+		if since, epoch, ok := prev.room.Position(cfg.Room); ok {
+			opts = &client.JoinOptions{Resume: true, Since: since, Epoch: epoch}
+		}
+	}
+	cc := clientConfig(url, cfg, r.id, r.user, log)
+	cc.OnConnectionLost = func() { errs.add(fmt.Errorf("%s: connection lost", r.id)) }
+	c, err := connectClient(ctx, cc)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Join(ctx, cfg.Room, func(m client.Message) { r.receiveMessage(m, live) }, opts); err != nil {
+		closeClient(c)
+		return nil, fmt.Errorf("%s: %w", r.id, err)
+	}
+	return &resumeConn{room: c}, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,35 +12,39 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/roomq/roomq/client"
 )
 
 // rpcTimeout bounds one round trip.
 const rpcTimeout = 10 * time.Second
 
-// rpcClient is one requester, with the responder it calls in device mode.
+// rpcClient is one requester: a client.Client in history mode (roomq only), or a paho client
+// with the responder it calls in device mode (any broker).
 type rpcClient struct {
 	idx       int
 	user      string
 	id        string
 	replies   string
-	client    *paho.Client
+	rq        *client.Client // history mode
+	client    *paho.Client   // device mode
 	responder *paho.Client
 	answers   chan *paho.Publish
 	hist      histogram
 }
 
-// runRPC measures request/response round trips: $rpc/roomHistoryGet of cfg.History messages
-// (-rpc history), or device-to-device requests through response topics (-rpc device).
-// Each requester keeps one request outstanding.
+// runRPC measures request/response round trips: client.RoomHistoryGet of cfg.History
+// messages (-rpc history, roomq only), or device-to-device requests through response topics
+// (-rpc device, raw paho: it runs against every broker). Each requester keeps one request
+// outstanding.
 func runRPC(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Result, error) {
 	d, err := newDialer(t.url, cfg.Sources)
 	if err != nil {
 		return Result{}, err
 	}
 	var errs errorLog
-	room := topic(t, cfg.Room)
 	if cfg.RPC == "history" {
-		if err := prefill(ctx, d, cfg, room); err != nil {
+		if err := prefill(ctx, t.url, cfg, log); err != nil {
 			return Result{}, err
 		}
 	}
@@ -50,6 +53,7 @@ func runRPC(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Resu
 	defer func() {
 		for _, c := range clients {
 			if c != nil {
+				closeClient(c.rq)
 				disconnect(c.client)
 				disconnect(c.responder)
 			}
@@ -63,7 +67,12 @@ func runRPC(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Resu
 			answers: make(chan *paho.Publish, 16)}
 		c.replies = "users/" + c.user + "/replies/" + c.id
 		clients[i] = c
-		eg.Go(func() error { return c.setUp(ectx, d, cfg, room, &errs, &responders) })
+		eg.Go(func() error {
+			if cfg.RPC == "history" {
+				return c.join(ectx, t.url, cfg, &errs, log)
+			}
+			return c.setUp(ectx, d, cfg, &errs, &responders)
+		})
 	}
 	if err := eg.Wait(); err != nil {
 		return Result{}, fmt.Errorf("set up RPC clients: %w", err)
@@ -104,33 +113,45 @@ func runRPC(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Resu
 	res.Latency = hist.summary()
 	res.Errors, res.FirstErrors = errs.n.Load(), errs.samples()
 	if cfg.RPC == "history" {
-		res.Notes = append(res.Notes, fmt.Sprintf("roomHistoryGet of %d binary messages of %d bytes", cfg.History, cfg.Size))
+		res.Notes = append(res.Notes, fmt.Sprintf("client.RoomHistoryGet of %d binary messages of %d bytes (QoS 1 requests)", cfg.History, cfg.Size))
 	} else {
 		res.Notes = append(res.Notes, fmt.Sprintf("device request/response, %d-byte payloads", cfg.Size))
 	}
 	return res, nil
 }
 
-// prefill publishes cfg.History messages to room at QoS 1, so that history reads return that
-// many.
-func prefill(ctx context.Context, d *dialer, cfg *Config, room string) error {
-	c, err := d.connect(ctx, clientOptions{ClientID: "bench-prefill", User: cfg.User + "-prefill", Password: cfg.Password, CleanStart: true})
+// prefill posts cfg.History messages to cfg.Room with client.Send (QoS 1), so that history
+// reads return that many.
+func prefill(ctx context.Context, url string, cfg *Config, log *slog.Logger) error {
+	c, err := connectClient(ctx, clientConfig(url, cfg, "bench-prefill", cfg.User+"-prefill", log))
 	if err != nil {
 		return fmt.Errorf("prefill: %w", err)
 	}
-	defer disconnect(c)
+	defer closeClient(c)
 	buf := newPayload(cfg.Size)
 	for i := range cfg.History {
 		stamp(buf, 0, uint64(i), time.Now())
 		pctx, cancel := context.WithTimeout(ctx, rpcTimeout)
-		pr, err := c.Publish(pctx, &paho.Publish{Topic: room, QoS: 1, Payload: buf})
+		err := c.Send(pctx, cfg.Room, buf)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("prefill: %w", err)
 		}
-		if pr != nil && pr.ReasonCode >= 0x80 {
-			return fmt.Errorf("prefill: PUBACK 0x%02x", pr.ReasonCode)
-		}
+	}
+	return nil
+}
+
+// join connects the history requester and joins the room: reading its history needs joining
+// it. A dropped connection counts as an error (the client reconnects by itself).
+func (c *rpcClient) join(ctx context.Context, url string, cfg *Config, errs *errorLog, log *slog.Logger) error {
+	cc := clientConfig(url, cfg, c.id, c.user, log)
+	cc.OnConnectionLost = func() { errs.add(fmt.Errorf("%s: connection lost", c.id)) }
+	var err error
+	if c.rq, err = connectClient(ctx, cc); err != nil {
+		return err
+	}
+	if err := c.rq.Join(ctx, cfg.Room, func(client.Message) {}, nil); err != nil {
+		return fmt.Errorf("%s: %w", c.id, err)
 	}
 	return nil
 }
@@ -138,8 +159,8 @@ func prefill(ctx context.Context, d *dialer, cfg *Config, room string) error {
 // deviceTopic is the request topic of responder i.
 func deviceTopic(i int) string { return fmt.Sprintf("devices/bench-%d/rpc/echo", i) }
 
-// setUp connects the requester (and its responder in device mode) and subscribes.
-func (c *rpcClient) setUp(ctx context.Context, d *dialer, cfg *Config, room string, errs *errorLog, responders *sync.WaitGroup) error {
+// setUp connects the device-mode requester and its responder, and subscribes them.
+func (c *rpcClient) setUp(ctx context.Context, d *dialer, cfg *Config, errs *errorLog, responders *sync.WaitGroup) error {
 	var err error
 	c.client, err = d.connect(ctx, clientOptions{ClientID: c.id, User: c.user, Password: cfg.Password, CleanStart: true,
 		OnError: errs.add,
@@ -153,9 +174,6 @@ func (c *rpcClient) setUp(ctx context.Context, d *dialer, cfg *Config, room stri
 	}
 	if err := subscribe(ctx, c.client, c.replies, byte(cfg.QoS), nil); err != nil {
 		return err
-	}
-	if cfg.RPC == "history" {
-		return subscribe(ctx, c.client, room, 0, nil) // reading the history needs joining the room
 	}
 	requests := make(chan *paho.Publish, 16)
 	c.responder, err = d.connect(ctx, clientOptions{ClientID: fmt.Sprintf("bench-device-%d", c.idx),
@@ -196,19 +214,21 @@ func (c *rpcClient) setUp(ctx context.Context, d *dialer, cfg *Config, room stri
 // answer until hardCtx ends.
 func (c *rpcClient) loop(ctx, hardCtx context.Context, cfg *Config, sent, done *atomic.Uint64, errs *errorLog) {
 	var req *paho.Publish
-	if cfg.RPC == "history" {
-		args, _ := json.Marshal(map[string]any{"room": cfg.Room, "id": 0, "limit": cfg.History})
-		req = &paho.Publish{Topic: "$rpc/roomHistoryGet", QoS: byte(cfg.QoS), Payload: args}
-	} else {
+	if c.rq == nil {
 		req = &paho.Publish{Topic: deviceTopic(c.idx), QoS: byte(cfg.QoS), Payload: newPayload(cfg.Size)}
 	}
 	for n := 0; ctx.Err() == nil && (cfg.Count == 0 || n < cfg.Count); n++ {
-		corr := strconv.Itoa(n)
-		req.Properties = &paho.PublishProperties{ResponseTopic: c.replies, CorrelationData: []byte(corr)}
 		start := time.Now()
 		sent.Add(1)
 		rctx, cancel := context.WithTimeout(hardCtx, rpcTimeout)
-		err := c.roundTrip(rctx, cfg, req, corr)
+		var err error
+		if c.rq != nil {
+			err = c.historyGet(rctx, cfg)
+		} else {
+			corr := strconv.Itoa(n)
+			req.Properties = &paho.PublishProperties{ResponseTopic: c.replies, CorrelationData: []byte(corr)}
+			err = c.roundTrip(rctx, req, corr)
+		}
 		cancel()
 		if err != nil {
 			errs.add(err)
@@ -219,8 +239,17 @@ func (c *rpcClient) loop(ctx, hardCtx context.Context, cfg *Config, sent, done *
 	}
 }
 
-// roundTrip sends req and waits for the answer with correlation data corr.
-func (c *rpcClient) roundTrip(ctx context.Context, cfg *Config, req *paho.Publish, corr string) error {
+// historyGet reads the first cfg.History messages of the room and checks the answer.
+func (c *rpcClient) historyGet(ctx context.Context, cfg *Config) error {
+	msgs, err := c.rq.RoomHistoryGet(ctx, cfg.Room, 0, cfg.History)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.id, err)
+	}
+	return checkHistory(msgs, cfg.History)
+}
+
+// roundTrip sends the device request req and waits for the answer with correlation data corr.
+func (c *rpcClient) roundTrip(ctx context.Context, req *paho.Publish, corr string) error {
 	pr, err := c.client.Publish(ctx, req)
 	if err != nil {
 		return fmt.Errorf("request: %w", err)
@@ -236,9 +265,6 @@ func (c *rpcClient) roundTrip(ctx context.Context, cfg *Config, req *paho.Publis
 			if p.Properties == nil || string(p.Properties.CorrelationData) != corr {
 				continue // a late answer to an earlier request
 			}
-			if cfg.RPC == "history" {
-				return checkHistory(p.Payload, cfg.History)
-			}
 			if len(p.Payload) != len(req.Payload) {
 				return fmt.Errorf("device answer of %d bytes, want %d", len(p.Payload), len(req.Payload))
 			}
@@ -247,23 +273,15 @@ func (c *rpcClient) roundTrip(ctx context.Context, cfg *Config, req *paho.Publis
 	}
 }
 
-// checkHistory checks that a roomHistoryGet answer holds want messages.
-func checkHistory(payload []byte, want int) error {
-	var resp struct {
-		Result []json.RawMessage `json:"result"`
-		Error  *struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
+// checkHistory checks a roomHistoryGet answer: want messages, ids ascending.
+func checkHistory(msgs []client.Message, want int) error {
+	if len(msgs) != want {
+		return fmt.Errorf("roomHistoryGet returned %d messages, want %d", len(msgs), want)
 	}
-	if err := json.Unmarshal(payload, &resp); err != nil {
-		return fmt.Errorf("roomHistoryGet answer: %w", err)
-	}
-	if resp.Error != nil {
-		return fmt.Errorf("roomHistoryGet: %s: %s", resp.Error.Code, resp.Error.Message)
-	}
-	if len(resp.Result) != want {
-		return fmt.Errorf("roomHistoryGet returned %d messages, want %d", len(resp.Result), want)
+	for i := 1; i < len(msgs); i++ {
+		if msgs[i].ID <= msgs[i-1].ID {
+			return fmt.Errorf("roomHistoryGet: id %d after id %d", msgs[i].ID, msgs[i-1].ID)
+		}
 	}
 	return nil
 }

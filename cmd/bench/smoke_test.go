@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/roomq/roomq/client"
 )
 
 // runJSON runs the tool with args plus -json -quiet and decodes its report.
@@ -134,5 +138,41 @@ func TestHistogram(t *testing.T) {
 	}
 	if s := h.summary(); s.Max != 1000 || s.Count != 1000 {
 		t.Errorf("summary %+v", s)
+	}
+}
+
+// TestCreateRooms creates rooms through the client package on a broker started without them,
+// twice: the second time they exist, which counts as success.
+func TestCreateRooms(t *testing.T) {
+	before := runtime.NumGoroutine()
+	defer checkGoroutines(t, before)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := &Config{User: "bench"}
+	tg, err := startTarget(ctx, targetRoomqMemory, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := tg.stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for range 2 {
+		if err := createRooms(ctx, tg.url, cfg, []string{"setup-a", "setup-b"}, log); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := connectClient(ctx, clientConfig(tg.url, cfg, "bench-check", "bench-check", log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeClient(c)
+	if err := c.Join(ctx, "setup-b", func(client.Message) {}, nil); err != nil {
+		t.Errorf("join a created room: %v", err)
+	}
+	if err := c.Join(ctx, "setup-c", func(client.Message) {}, nil); err == nil {
+		t.Error("joined a room that was not created")
 	}
 }
