@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -424,15 +425,64 @@ func parseDelivery(room string, p *paho.Publish) (Message, error) {
 
 // historyMessage decodes a message of a history read.
 func historyMessage(room string, raw json.RawMessage) (Message, error) {
-	var h struct {
-		ID        uint64 `json:"id"`
-		Author    string `json:"author"`
-		Timestamp int64  `json:"timestamp"`
-	}
-	if err := json.Unmarshal(raw, &h); err != nil {
-		return Message{}, fmt.Errorf("history message of room %q: %w", room, err)
+	var h historyHead
+	if !h.readPrefix(raw) {
+		if err := json.Unmarshal(raw, &h); err != nil {
+			return Message{}, fmt.Errorf("history message of room %q: %w", room, err)
+		}
 	}
 	return Message{Room: room, ID: h.ID, Author: h.Author, Timestamp: time.UnixMilli(h.Timestamp), Payload: raw}, nil
+}
+
+// historyHead is what a client reads of a history message besides its raw JSON.
+type historyHead struct {
+	ID        uint64 `json:"id"`
+	Author    string `json:"author"`
+	Timestamp int64  `json:"timestamp"`
+}
+
+// readPrefix reads id, author and timestamp when they open the object, in that order and
+// without white space, as the broker writes them, without scanning the rest of the message;
+// it reports false otherwise (the caller decodes the whole object then).
+func (h *historyHead) readPrefix(raw []byte) bool {
+	rest, ok := bytes.CutPrefix(raw, []byte(`{"id":`))
+	if !ok {
+		return false
+	}
+	id, rest, ok := cutDigits(rest)
+	if !ok {
+		return false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"author":"`)); !ok {
+		return false
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
+		return false // an escaped author: decode it properly
+	}
+	author := string(rest[:end])
+	if rest, ok = bytes.CutPrefix(rest[end+1:], []byte(`,"timestamp":`)); !ok {
+		return false
+	}
+	ts, rest, ok := cutDigits(rest)
+	if !ok || len(rest) == 0 || (rest[0] != ',' && rest[0] != '}') {
+		return false
+	}
+	h.ID, h.Author, h.Timestamp = id, author, int64(ts)
+	return true
+}
+
+// cutDigits parses the decimal number at the start of b and returns it with the rest of b.
+func cutDigits(b []byte) (uint64, []byte, bool) {
+	n := 0
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		n++
+	}
+	if n == 0 || n > 19 {
+		return 0, b, false
+	}
+	v, err := strconv.ParseUint(string(b[:n]), 10, 64)
+	return v, b[n:], err == nil && v <= 1<<63-1
 }
 
 // Send posts payload to room with QoS 1 and returns once the broker accepted it (stored and

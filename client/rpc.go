@@ -112,23 +112,24 @@ func (c *Client) RPC(ctx context.Context, command string, args, result any) erro
 	if err != nil {
 		return fmt.Errorf("%s: %w", command, err)
 	}
-	var resp struct {
-		Result json.RawMessage `json:"result"`
+	// The result is decoded into result in the same pass as the answer (a history answer is
+	// many kilobytes).
+	var discard json.RawMessage
+	resp := struct {
+		Result any `json:"result"`
 		Error  *struct {
 			Code    Code   `json:"code"`
 			Message string `json:"message"`
 		} `json:"error"`
+	}{Result: &discard}
+	if result != nil {
+		resp.Result = result
 	}
 	if err := json.Unmarshal(p.Payload, &resp); err != nil {
 		return fmt.Errorf("%s: bad response: %w", command, err)
 	}
 	if resp.Error != nil {
 		return fmt.Errorf("%s: %w", command, &Error{Code: resp.Error.Code, Message: resp.Error.Message})
-	}
-	if result != nil {
-		if err := json.Unmarshal(resp.Result, result); err != nil {
-			return fmt.Errorf("%s: decode result %s: %w", command, resp.Result, err)
-		}
 	}
 	return nil
 }
