@@ -35,11 +35,10 @@
 // Positions are kept in memory: a restarted broker starts its bridges from the rooms' current
 // last messages.
 //
-// The rooms client uses the configured client id with "-rooms" added (the client keeps one
-// client id: it names its replies topic). The plain topics' connection uses the configured
-// client id with "-N" added, N counting connections: a new connection never takes over the
-// previous one's client id, whose late clean-up on the far side could otherwise end the new
-// connection's subscriptions. A bridge that maps both rooms and plain topics therefore holds
+// Each connection uses the configured client id with "-N" added (the rooms client's with
+// "-rooms-N"), N counting connections: a new connection never takes over the previous one's
+// client id, whose late clean-up on the far side could otherwise end the new connection's
+// subscriptions. A bridge that maps both rooms and plain topics therefore holds
 // two connections at the far side as its user; Status.Connected is true while both are up,
 // and Status.Connections counts both.
 //

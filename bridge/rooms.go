@@ -138,14 +138,20 @@ func (b *Bridge) runRooms(ctx context.Context) {
 	cfg := client.Config{
 		ServerURLs: []string{b.cfg.URL},
 		User:       b.cfg.User, Password: b.cfg.Password,
-		// Not the plain topics' client id: both connections may be up at once.
-		ClientID:     b.cfg.ClientID + "-rooms",
-		TLS:          b.cfg.TLS,
-		KeepAlive:    b.cfg.KeepAlive,
-		ReconnectMin: b.cfg.ReconnectMin, ReconnectMax: b.cfg.ReconnectMax,
+		// Not the plain topics' client ids: both connections may be up at once. Numbered, so
+		// that a new connection never takes over the previous one's client id, whose late
+		// clean-up on the far side could end the new connection's subscriptions.
+		ClientID:          b.cfg.ClientID + "-rooms",
+		NumberConnections: true,
+		TLS:               b.cfg.TLS,
+		KeepAlive:         b.cfg.KeepAlive,
+		ReconnectMin:      b.cfg.ReconnectMin, ReconnectMax: b.cfg.ReconnectMax,
 		Logger:           b.log,
 		OnConnect:        connected,
 		OnConnectionLost: lost,
+		OnConnectError: func(err error) {
+			b.fail(fmt.Errorf("connect to %s: %w", b.cfg.URL, err))
+		},
 	}
 	var c *client.Client
 	for attempt := 1; ; attempt++ {
