@@ -78,12 +78,14 @@ type Bridge struct {
 
 	in, out, dropped atomic.Uint64
 
-	mu        sync.Mutex
-	connected bool
-	since     time.Time
-	lastErr   string
-	lastErrAt time.Time
-	localUp   bool
+	mu sync.Mutex
+	// topicsUp and roomsUp are true while the far side's connection for plain topics
+	// (autopaho) and for rooms (a roomq client) are up; since is when the last came up.
+	topicsUp, roomsUp bool
+	since             time.Time
+	lastErr           string
+	lastErrAt         time.Time
+	localUp           bool
 	// remoteSubs and localSubs are true while the plain topic subscriptions of the current
 	// connections are in place.
 	remoteSubs, localSubs bool
@@ -159,26 +161,38 @@ func (b *Bridge) Run(ctx context.Context) error {
 			l.startOut(ctx) // messages posted from now on go; runOut tries again on failure
 		}
 	}
-	r, err := b.startRemote(ctx, &wg)
-	if err != nil {
-		return err
-	}
 	if len(b.cfg.Topics) > 0 {
+		r, err := b.startRemote(ctx, &wg)
+		if err != nil {
+			return err
+		}
 		if err := b.startLocal(ctx, &wg, r); err != nil {
 			return err
 		}
 	}
-	for _, l := range b.links {
-		if l.m.Direction.out() {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				l.runOut(ctx)
-			}()
-		}
+	if len(b.links) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.runRooms(ctx)
+		}()
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// linkUp records that a connection to the far side came up; up is topicsUp or roomsUp.
+func (b *Bridge) linkUp(up *bool) {
+	b.mu.Lock()
+	*up, b.since = true, time.Now()
+	b.connections++
+	b.mu.Unlock()
+}
+
+// connectedLocked reports whether every connection the bridge needs to the far side is up.
+// Lock mu must be held.
+func (b *Bridge) connectedLocked() bool {
+	return (len(b.cfg.Topics) == 0 || b.topicsUp) && (len(b.links) == 0 || b.roomsUp)
 }
 
 // Status is the state of a bridge's link.
@@ -186,7 +200,8 @@ type Status struct {
 	// Name is the bridge's name and URL its far side.
 	Name string
 	URL  string
-	// Connected is true while the link to the far side is up, since Since.
+	// Connected is true while the link to the far side is up (its connection for plain
+	// topics and its connection for rooms, when it has mappings of either), since Since.
 	Connected bool
 	Since     time.Time
 	// LocalConnected is true while the connection to this broker (plain topics) is up.
@@ -195,7 +210,7 @@ type Status struct {
 	TopicsReady bool
 	// Queued counts the plain messages waiting for the far side.
 	Queued int
-	// Connections counts the connections made to the far side.
+	// Connections counts the connections made to the far side (of both kinds).
 	Connections uint64
 	// LastError is the last connection or delivery error, at LastErrorAt.
 	LastError   string
@@ -227,9 +242,9 @@ func (b *Bridge) Status() Status {
 	b.mu.Lock()
 	s := Status{
 		Name: b.cfg.Name, URL: b.cfg.URL,
-		Connected: b.connected, Since: b.since, LocalConnected: b.localUp, Connections: b.connections,
+		Connected: b.connectedLocked(), Since: b.since, LocalConnected: b.localUp, Connections: b.connections,
 		LastError: b.lastErr, LastErrorAt: b.lastErrAt,
-		TopicsReady: len(b.cfg.Topics) > 0 && b.connected && b.localUp && b.remoteSubs && b.localSubs,
+		TopicsReady: len(b.cfg.Topics) > 0 && b.topicsUp && b.localUp && b.remoteSubs && b.localSubs,
 	}
 	b.mu.Unlock()
 	s.MessagesIn, s.MessagesOut, s.Dropped = b.in.Load(), b.out.Load(), b.dropped.Load()

@@ -75,9 +75,9 @@ type Config struct {
 	// User and Password are the credentials at the far side.
 	User     string
 	Password []byte
-	// ClientID is the client id at the far side, to which each connection adds "-N" (N
-	// counting the connections, so that a new one never takes over the last); empty means
-	// "bridge-" + LocalName.
+	// ClientID is the client id at the far side, empty meaning "bridge-" + LocalName. Each
+	// connection for plain topics adds "-N", and each connection for rooms "-rooms-N" (N
+	// counting the connections, so that a new one never takes over the last).
 	ClientID string
 	// TLS configures tls:// and wss://; nil means the system roots.
 	TLS *tls.Config

@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"math/bits"
 	"net/url"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
-
-	"github.com/roomq/roomq/wire"
 )
 
 // Timeouts of the link.
@@ -28,14 +25,13 @@ const (
 	localTimeout = 10 * time.Second
 )
 
-// remote is the bridge's connection to the far side.
+// remote is the bridge's connection to the far side for plain topics. It is a bare MQTT 5
+// connection (autopaho), not a roomq client: plain topics are bridged to any MQTT broker.
 type remote struct {
 	b   *Bridge
 	cm  *autopaho.ConnectionManager
 	ctx context.Context // ends with Run
 	wg  *sync.WaitGroup
-
-	corr atomic.Uint64
 
 	mu      sync.Mutex
 	session context.CancelFunc // ends the current connection's session
@@ -43,8 +39,6 @@ type remote struct {
 	// closed, and replaced, when a connection comes up.
 	sessCtx     context.Context
 	sessChanged chan struct{}
-	replies     string // response topic of the current connection
-	pending     map[string]chan json.RawMessage
 }
 
 // mqttConfig returns the autopaho configuration shared by the bridge's connections. Each
@@ -93,14 +87,14 @@ func (b *Bridge) backoff(n int) time.Duration {
 	return d - d/4*time.Duration(r[0])/255
 }
 
-// startRemote starts the connection to the far side; a goroutine tracked by wg closes it
-// when ctx ends.
+// startRemote starts the connection to the far side for plain topics; a goroutine tracked by
+// wg closes it when ctx ends.
 func (b *Bridge) startRemote(ctx context.Context, wg *sync.WaitGroup) (*remote, error) {
 	u, err := url.Parse(b.cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("%w: bridge %q: url: %w", ErrConfig, b.cfg.Name, err)
 	}
-	r := &remote{b: b, ctx: ctx, wg: wg, pending: map[string]chan json.RawMessage{}, sessChanged: make(chan struct{})}
+	r := &remote{b: b, ctx: ctx, wg: wg, sessChanged: make(chan struct{})}
 	cfg := b.mqttConfig(u, b.cfg.User, b.cfg.Password, b.cfg.ClientID)
 	cfg.OnConnectionUp = r.up
 	cfg.OnConnectionDown = r.down
@@ -138,32 +132,23 @@ func (b *Bridge) startRemote(ctx context.Context, wg *sync.WaitGroup) (*remote, 
 }
 
 // up is autopaho's callback for a new connection: it starts the connection's session.
-func (r *remote) up(cm *autopaho.ConnectionManager, ca *paho.Connack) {
+func (r *remote) up(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 	b := r.b
-	replies := ""
-	if ca.Properties != nil && ca.Properties.ResponseInfo != "" {
-		replies = ca.Properties.ResponseInfo
-	} else if b.cfg.User != "" {
-		replies = wire.UserNamespace(b.cfg.User) + "replies/" + b.cfg.ClientID
-	}
 	ctx, cancel := context.WithCancel(r.ctx)
 	r.mu.Lock()
 	if r.session != nil {
 		r.session()
 	}
-	r.session, r.replies, r.sessCtx = cancel, replies, ctx
+	r.session, r.sessCtx = cancel, ctx
 	close(r.sessChanged)
 	r.sessChanged = make(chan struct{})
 	r.mu.Unlock()
-	b.mu.Lock()
-	b.connected, b.since = true, time.Now()
-	b.connections++
-	b.mu.Unlock()
-	b.log.Info("bridge connected", logKeyURL, b.cfg.URL)
+	b.linkUp(&b.topicsUp)
+	b.log.Info("bridge connected (plain topics)", logKeyURL, b.cfg.URL)
 	r.wg.Add(1) // the wait for cm.Done in startRemote holds the group open
 	go func() {
 		defer r.wg.Done()
-		r.setup(ctx, cm, replies)
+		r.setup(ctx, cm)
 	}()
 }
 
@@ -192,22 +177,12 @@ func (r *remote) down() bool {
 		r.session()
 		r.session = nil
 	}
-	pending := r.pending
-	r.pending = map[string]chan json.RawMessage{}
 	r.mu.Unlock()
-	for _, ch := range pending {
-		close(ch)
-	}
 	b := r.b
 	b.mu.Lock()
-	b.connected = false
+	b.topicsUp = false
 	b.remoteSubs = !b.hasInTopics()
 	b.mu.Unlock()
-	for _, l := range b.links {
-		l.mu.Lock()
-		l.joined = false
-		l.mu.Unlock()
-	}
 	if r.ctx.Err() != nil {
 		return false
 	}
@@ -215,16 +190,12 @@ func (r *remote) down() bool {
 	return true
 }
 
-// setup subscribes what the connection needs: RPC replies and the in direction of plain
-// topics, then each room mapping.
-func (r *remote) setup(ctx context.Context, cm *autopaho.ConnectionManager, replies string) {
+// setup subscribes the in direction of plain topics on a new connection.
+func (r *remote) setup(ctx context.Context, cm *autopaho.ConnectionManager) {
 	b := r.b
 	sctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
 	var subs []paho.SubscribeOptions
-	if len(b.links) > 0 && replies != "" {
-		subs = append(subs, paho.SubscribeOptions{Topic: replies, QoS: 1})
-	}
 	for _, m := range b.cfg.Topics {
 		if m.Direction.in() {
 			subs = append(subs, paho.SubscribeOptions{Topic: m.Remote + "/#", QoS: m.QoS, NoLocal: true, RetainAsPublished: true})
@@ -234,32 +205,10 @@ func (r *remote) setup(ctx context.Context, cm *autopaho.ConnectionManager, repl
 		if err := subscribe(sctx, cm, nil, subs...); err != nil {
 			b.fail(err)
 			b.log.Error("bridge subscribe", logKeyError, err)
-			if ctx.Err() != nil {
-				return
-			}
 		} else {
 			b.mu.Lock()
 			b.remoteSubs = ctx.Err() == nil
 			b.mu.Unlock()
-		}
-	}
-	for _, l := range b.links {
-		// Tried again while the connection is up: a refusal may be passing (the far side
-		// still cleaning up after the previous connection, say).
-		for attempt := 1; ; attempt++ {
-			actx, cancel := context.WithTimeout(ctx, setupTimeout)
-			err := l.setup(ctx, actx, r, cm)
-			cancel()
-			if err == nil || ctx.Err() != nil {
-				break
-			}
-			b.fail(err)
-			b.log.Warn("bridge room setup failed; trying again", logKeyRoom, l.m.Local, logKeyError, err)
-			select {
-			case <-time.After(b.backoff(attempt)):
-			case <-ctx.Done():
-				return
-			}
 		}
 	}
 }
@@ -282,96 +231,9 @@ func subscribe(ctx context.Context, cm *autopaho.ConnectionManager, props paho.U
 	return nil
 }
 
-// onPublish routes a message from the far side: an RPC reply, a room message or a plain
-// message to bridge in. It runs on paho's goroutine, one message at a time.
+// onPublish routes a plain message from the far side to this broker. It runs on paho's
+// goroutine, one message at a time.
 func (r *remote) onPublish(pr paho.PublishReceived) (bool, error) {
-	p := pr.Packet
-	r.mu.Lock()
-	replies := r.replies
-	r.mu.Unlock()
-	if replies != "" && p.Topic == replies {
-		r.reply(p)
-		return true, nil
-	}
-	if t := wire.ParseTopic(p.Topic); t.Kind == wire.TopicRoom {
-		for _, l := range r.b.links {
-			if l.m.Remote == t.Name {
-				l.fromRemote(r.ctx, p)
-			}
-		}
-		return true, nil
-	}
-	r.b.toLocal(r.ctx, p)
+	r.b.toLocal(r.ctx, pr.Packet)
 	return true, nil
-}
-
-// rpcReply is the payload of a roomq RPC response.
-type rpcReply struct {
-	Result json.RawMessage `json:"result"`
-	Error  *wire.Error     `json:"error"`
-}
-
-// reply hands an RPC response to its caller.
-func (r *remote) reply(p *paho.Publish) {
-	if p.Properties == nil {
-		return
-	}
-	key := string(p.Properties.CorrelationData)
-	r.mu.Lock()
-	ch, ok := r.pending[key]
-	delete(r.pending, key)
-	r.mu.Unlock()
-	if ok {
-		ch <- p.Payload
-		close(ch)
-	}
-}
-
-// call runs command on the far side's roomq broker with args and decodes its result into
-// out.
-func (r *remote) call(ctx context.Context, cm *autopaho.ConnectionManager, command string, args, out any) error {
-	payload, err := json.Marshal(args)
-	if err != nil {
-		return fmt.Errorf("%s: %w", command, err)
-	}
-	key := strconv.FormatUint(r.corr.Add(1), 10)
-	ch := make(chan json.RawMessage, 1)
-	r.mu.Lock()
-	replies := r.replies
-	r.pending[key] = ch
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		delete(r.pending, key)
-		r.mu.Unlock()
-	}()
-	if replies == "" {
-		return fmt.Errorf("%s: the far side gave no response information and no user is configured", command)
-	}
-	_, err = cm.Publish(ctx, &paho.Publish{
-		Topic: wire.RPCPrefix + command, QoS: 1, Payload: payload,
-		Properties: &paho.PublishProperties{ResponseTopic: replies, CorrelationData: []byte(key)},
-	})
-	if err != nil {
-		return fmt.Errorf("%s: %w", command, err)
-	}
-	select {
-	case raw, ok := <-ch:
-		if !ok {
-			return fmt.Errorf("%s: %w", command, ErrNotConnected)
-		}
-		var rep rpcReply
-		if err := json.Unmarshal(raw, &rep); err != nil {
-			return fmt.Errorf("%s: bad response: %w", command, err)
-		}
-		if rep.Error != nil {
-			return fmt.Errorf("%s: %w: %s: %s", command, ErrRemote, rep.Error.Code, rep.Error.Message)
-		}
-		if err := json.Unmarshal(rep.Result, out); err != nil {
-			return fmt.Errorf("%s: bad result: %w", command, err)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w", command, ctx.Err())
-	}
 }

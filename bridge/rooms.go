@@ -5,28 +5,22 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/paho"
-
 	"github.com/roomq/roomq/acl"
+	"github.com/roomq/roomq/client"
 	"github.com/roomq/roomq/commands"
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
 	"github.com/roomq/roomq/wire"
 )
 
-// User properties of room deliveries and resume subscriptions (docs/protocol.md).
-const (
-	propID        = "id"
-	propAuthor    = "author"
-	propTimestamp = "timestamp"
-	propEpoch     = "epoch"
-	propSince     = "since"
-)
+// propEpoch is the user property of a room delivery that names the history epoch
+// (docs/protocol.md).
+const propEpoch = "epoch"
 
 // Bounds of the room directions.
 const (
@@ -42,11 +36,7 @@ type roomLink struct {
 	b *Bridge
 	m RoomMapping
 
-	// procMu serialises the handling of remote messages (lock order: procMu, then mu).
-	procMu sync.Mutex
-	mu     sync.Mutex
-	// held are the remote messages that arrived before the first position was known.
-	held []*paho.Publish
+	mu sync.Mutex
 	// inKnown is false until the in position has been read from the far side; inPos is the
 	// id of the last remote message handled (bridged in or skipped) in history inEpoch.
 	inKnown bool
@@ -60,100 +50,224 @@ type roomLink struct {
 	outPos    uint64
 	confirmed uint64
 	// sent is true once a message was published out: a later connection must first learn
-	// whether the far side stored the last one.
-	sent bool
-	// ready is the connection the out direction may publish on, nil while there is none;
-	// readyCh is closed, and replaced, when it changes.
-	ready   *session
-	readyCh chan struct{}
-	// joined is true while the remote room is subscribed on the current connection.
-	joined bool
+	// whether the far side stored the last one. synced is the connection on which that was
+	// learnt last.
+	sent   bool
+	synced *session
+	// sess is the connection to the far side that is up, nil while there is none; member
+	// is true while the client has the remote room joined (it rejoins it on every
+	// connection by itself). changed is closed, and replaced, when either changes.
+	sess    *session
+	member  bool
+	changed chan struct{}
 }
 
-// session is a connection to the far side that the out direction may use until ctx ends.
+// session is a connection of the rooms client to the far side, until ctx ends.
 type session struct {
 	ctx context.Context
-	cm  *autopaho.ConnectionManager
 }
 
 func newRoomLink(b *Bridge, m RoomMapping) *roomLink {
-	return &roomLink{b: b, m: m, moved: make(chan struct{}), readyCh: make(chan struct{})}
+	return &roomLink{b: b, m: m, moved: make(chan struct{}), changed: make(chan struct{})}
 }
 
 // status returns the mapping's positions.
 func (l *roomLink) status() RoomStatus {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return RoomStatus{Local: l.m.Local, Remote: l.m.Remote, Direction: l.m.Direction, Joined: l.joined, LastOut: l.outPos, LastIn: l.inPos, RemoteEpoch: l.inEpoch}
+	joined := l.member && l.sess != nil && l.sess.ctx.Err() == nil
+	return RoomStatus{Local: l.m.Local, Remote: l.m.Remote, Direction: l.m.Direction, Joined: joined, LastOut: l.outPos, LastIn: l.inPos, RemoteEpoch: l.inEpoch}
 }
 
-// setReady sets the connection the out direction may use. Lock mu must be held.
-func (l *roomLink) setReadyLocked(s *session) {
-	l.ready = s
-	close(l.readyCh)
-	l.readyCh = make(chan struct{})
+// changeLocked wakes the goroutines waiting for sess or member to change. Lock mu must be
+// held.
+func (l *roomLink) changeLocked() {
+	close(l.changed)
+	l.changed = make(chan struct{})
 }
 
-// setup joins the remote room on a new connection, resuming after the last remote message
-// handled, and then lets the out direction go on; ctx is the connection's, sctx bounds the
-// setup.
-func (l *roomLink) setup(ctx, sctx context.Context, r *remote, cm *autopaho.ConnectionManager) error {
+// setSession records the connection that is up (nil: none).
+func (l *roomLink) setSession(s *session) {
 	l.mu.Lock()
-	known := l.inKnown
-	var props paho.UserProperties
-	if known {
-		props = paho.UserProperties{{Key: propSince, Value: strconv.FormatUint(l.inPos, 10)}}
-		if l.inEpoch != "" {
-			props = append(props, paho.UserProperty{Key: propEpoch, Value: l.inEpoch})
-		}
-	}
-	sent := l.sent
+	l.sess = s
+	l.changeLocked()
 	l.mu.Unlock()
-	if err := subscribe(sctx, cm, props, paho.SubscribeOptions{Topic: wire.RoomTopic(l.m.Remote), QoS: 1}); err != nil {
-		return err
-	}
-	var info rooms.HistoryInfo
-	if !known {
-		// First connection: a live join (roomHistoryInfo needs one), starting after the
-		// remote room's last message; the messages that arrived meanwhile were held.
-		if err := r.call(sctx, cm, "roomHistoryInfo", map[string]string{"room": l.m.Remote}, &info); err != nil {
-			return err
+}
+
+// runRooms connects the rooms client to the far side and runs the room mappings until ctx
+// ends; then it closes the client.
+func (b *Bridge) runRooms(ctx context.Context) {
+	var (
+		mu     sync.Mutex
+		cancel context.CancelFunc = func() {}
+	)
+	// OnConnect and OnConnectionLost run on the client's callback goroutine, in order.
+	connected := func() {
+		sctx, end := context.WithCancel(ctx)
+		mu.Lock()
+		cancel()
+		cancel = end
+		mu.Unlock()
+		b.linkUp(&b.roomsUp)
+		b.log.Info("bridge connected (rooms)", logKeyURL, b.cfg.URL)
+		s := &session{ctx: sctx}
+		for _, l := range b.links {
+			l.setSession(s)
 		}
-		l.procMu.Lock()
+	}
+	lost := func() {
+		mu.Lock()
+		cancel()
+		mu.Unlock()
+		b.mu.Lock()
+		b.roomsUp = false
+		b.mu.Unlock()
+		for _, l := range b.links {
+			l.setSession(nil)
+		}
+		if ctx.Err() == nil {
+			b.fail(fmt.Errorf("connection to %s lost", b.cfg.URL))
+			b.log.Warn("bridge connection lost; reconnecting", logKeyURL, b.cfg.URL)
+		}
+	}
+	defer func() {
+		mu.Lock()
+		cancel()
+		mu.Unlock()
+	}()
+	cfg := client.Config{
+		ServerURLs: []string{b.cfg.URL},
+		User:       b.cfg.User, Password: b.cfg.Password,
+		// Not the plain topics' client ids: both connections may be up at once. Numbered, so
+		// that a new connection never takes over the previous one's client id, whose late
+		// clean-up on the far side could end the new connection's subscriptions.
+		ClientID:          b.cfg.ClientID + "-rooms",
+		NumberConnections: true,
+		TLS:               b.cfg.TLS,
+		KeepAlive:         b.cfg.KeepAlive,
+		ReconnectMin:      b.cfg.ReconnectMin, ReconnectMax: b.cfg.ReconnectMax,
+		Logger:           b.log,
+		OnConnect:        connected,
+		OnConnectionLost: lost,
+		OnConnectError: func(err error) {
+			b.fail(fmt.Errorf("connect to %s: %w", b.cfg.URL, err))
+		},
+	}
+	var c *client.Client
+	for attempt := 1; ; attempt++ {
+		var err error
+		c, err = client.Connect(ctx, cfg)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// Refused (credentials, a ban): the far side may change its mind.
+		b.fail(err)
+		b.log.Warn("bridge connect failed; trying again", logKeyURL, b.cfg.URL, logKeyError, err)
+		select {
+		case <-time.After(b.backoff(attempt)):
+		case <-ctx.Done():
+			return
+		}
+	}
+	var wg sync.WaitGroup
+	for _, l := range b.links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.runIn(ctx, c)
+		}()
+		if l.m.Direction.out() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l.runOut(ctx, c)
+			}()
+		}
+	}
+	wg.Wait() // the link goroutines end with ctx
+	cctx, end := context.WithTimeout(context.Background(), closeTimeout)
+	defer end()
+	if err := c.Close(cctx); err != nil {
+		b.log.Info("bridge: close the connection to the far side", logKeyError, err)
+	}
+}
+
+// runIn keeps the remote room joined until ctx ends: it joins it once connected, first live
+// (after the room's last message), and again, from the last remote message handled, when
+// the far side ended the membership.
+func (l *roomLink) runIn(ctx context.Context, c *client.Client) {
+	b := l.b
+	for attempt := 1; ; {
 		l.mu.Lock()
-		l.inKnown, l.inPos, l.inEpoch = true, info.LastMessageID, info.Epoch
-		held := l.held
-		l.held = nil
+		s, member, changed := l.sess, l.member, l.changed
+		opts := &client.JoinOptions{OnEvent: l.event}
+		if l.inKnown {
+			opts.Resume, opts.Since, opts.Epoch = true, l.inPos, l.inEpoch
+		}
 		l.mu.Unlock()
-		for _, p := range held {
-			l.handle(r.ctx, p)
+		if s == nil || s.ctx.Err() != nil || member {
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return
+			}
 		}
-		l.procMu.Unlock()
-	}
-	l.mu.Lock()
-	l.joined = ctx.Err() == nil
-	l.mu.Unlock()
-	l.b.log.Debug("bridge: remote room joined", logKeyRoom, l.m.Remote, "since", props.Get(propSince))
-	if !l.m.Direction.out() {
-		return nil
-	}
-	if sent {
-		// The link dropped with a message maybe stored there but not acknowledged: wait for
-		// the replay up to the remote room's last message, which shows what the far side has
-		// from us (handle moves confirmed).
-		if err := r.call(sctx, cm, "roomHistoryInfo", map[string]string{"room": l.m.Remote}, &info); err != nil {
-			return err
+		jctx, cancel := context.WithTimeout(s.ctx, setupTimeout)
+		err := c.Join(jctx, l.m.Remote, func(m client.Message) { l.handle(ctx, m) }, opts)
+		cancel()
+		if err == nil {
+			since, epoch, _ := c.Position(l.m.Remote)
+			l.mu.Lock()
+			if !l.inKnown {
+				// A live join: the client delivers the messages after the room's last one,
+				// which may have begun already.
+				l.inKnown = true
+				l.inPos = max(l.inPos, since)
+				if l.inEpoch == "" {
+					l.inEpoch = epoch
+				}
+			}
+			l.member = true
+			l.changeLocked()
+			l.mu.Unlock()
+			b.log.Debug("bridge: remote room joined", logKeyRoom, l.m.Remote, "since", opts.Since)
+			attempt = 1
+			continue
 		}
-		l.b.log.Debug("bridge: waiting for the far side's replay", logKeyRoom, l.m.Remote, "last", info.LastMessageID)
-		if err := l.awaitIn(sctx, info.LastMessageID, info.Epoch); err != nil {
-			l.b.log.Warn("bridge: far side's replay not seen; a message may be sent twice", logKeyRoom, l.m.Local, logKeyError, err)
+		if ctx.Err() != nil {
+			return
 		}
+		// Tried again while the connection is up: a refusal may be passing (the far side
+		// still cleaning up after the previous connection, say).
+		b.fail(err)
+		b.log.Warn("bridge room setup failed; trying again", logKeyRoom, l.m.Local, logKeyError, err)
+		select {
+		case <-time.After(b.backoff(attempt)):
+		case <-ctx.Done():
+			return
+		}
+		attempt++
 	}
-	l.mu.Lock()
-	l.setReadyLocked(&session{ctx: ctx, cm: cm})
-	l.mu.Unlock()
-	l.b.log.Debug("bridge: sending", logKeyRoom, l.m.Local)
-	return nil
+}
+
+// event handles the client's notifications about the remote room. It runs on the client's
+// callback goroutine.
+func (l *roomLink) event(ev client.Event) {
+	switch ev.Name {
+	case client.EventRoomAccessRemoved:
+		// The client has left the room: runIn joins it again.
+		l.b.log.Warn("bridge: the far side ended the remote room's membership; joining again", logKeyRoom, l.m.Remote)
+		l.mu.Lock()
+		l.member = false
+		l.changeLocked()
+		l.mu.Unlock()
+	case client.EventHistoryGap:
+		l.b.log.Warn("bridge: remote messages left the history before they were bridged", logKeyRoom, l.m.Remote)
+	}
 }
 
 // awaitIn waits until the remote messages up to id of epoch have been handled.
@@ -178,60 +292,31 @@ func (l *roomLink) awaitIn(ctx context.Context, id uint64, epoch string) error {
 
 // moveInLocked records id as the last remote message handled. Lock mu must be held.
 func (l *roomLink) moveInLocked(id uint64) {
-	l.inPos = id
+	l.inPos = max(l.inPos, id)
 	close(l.moved)
 	l.moved = make(chan struct{})
 }
 
-// fromRemote handles a message of the remote room, or holds it while the first join waits
-// for its position.
-func (l *roomLink) fromRemote(ctx context.Context, p *paho.Publish) {
-	l.mu.Lock()
-	if !l.inKnown {
-		l.held = append(l.held, p)
-		l.mu.Unlock()
-		return
-	}
-	l.mu.Unlock()
-	l.procMu.Lock()
-	defer l.procMu.Unlock()
-	l.handle(ctx, p)
-}
-
 // handle handles a message of the remote room: one that came from here moves the out
-// confirmation, one from elsewhere is posted to the local room (with the in direction).
-// Messages are handled once each, in id order. Lock procMu must be held.
-func (l *roomLink) handle(ctx context.Context, p *paho.Publish) {
+// confirmation, one from elsewhere is posted to the local room (with the in direction). It
+// runs on the client's callback goroutine, which delivers each message once, in id order.
+func (l *roomLink) handle(ctx context.Context, m client.Message) {
 	b := l.b
-	if p.Properties == nil {
-		return
-	}
-	up := p.Properties.User
-	id, err := strconv.ParseUint(up.Get(propID), 10, 64)
-	if err != nil {
-		b.log.Warn("bridge: remote room message without an id", logKeyRoom, l.m.Remote)
-		return
-	}
-	epoch := up.Get(propEpoch)
-	from, oerr := wire.ParseOrigin(up.Get(wire.PropOriginBroker), up.Get(wire.PropOriginID), "")
+	id := m.ID
 	l.mu.Lock()
-	if epoch != "" && l.inEpoch != "" && epoch != l.inEpoch {
-		b.log.Warn("bridge: remote room history started again", logKeyRoom, l.m.Remote, propEpoch, epoch)
+	if m.Epoch != "" && l.inEpoch != "" && m.Epoch != l.inEpoch {
+		b.log.Warn("bridge: remote room history started again", logKeyRoom, l.m.Remote, propEpoch, m.Epoch)
 		l.inPos = 0
 	}
-	if epoch != "" {
-		l.inEpoch = epoch
-	}
-	if id <= l.inPos {
-		l.mu.Unlock()
-		return // replayed again
+	if m.Epoch != "" {
+		l.inEpoch = m.Epoch
 	}
 	if id > l.inPos+1 && l.inPos > 0 {
 		b.log.Warn("bridge: remote messages left the history before they were bridged", logKeyRoom, l.m.Remote, "from", l.inPos+1, "to", id-1)
 	}
-	if oerr == nil && from.Broker == b.cfg.LocalName {
+	if m.OriginBroker == b.cfg.LocalName {
 		// Our own message, stored there: never brought back.
-		l.confirmed = max(l.confirmed, from.ID)
+		l.confirmed = max(l.confirmed, m.OriginID)
 		l.moveInLocked(id)
 		l.mu.Unlock()
 		return
@@ -242,12 +327,14 @@ func (l *roomLink) handle(ctx context.Context, p *paho.Publish) {
 		return
 	}
 	l.mu.Unlock()
-	if oerr != nil || from.Broker == "" {
+	from := wire.Origin{Broker: m.OriginBroker, ID: m.OriginID}
+	if from.Broker == "" {
 		from = wire.Origin{Broker: b.cfg.Name, ID: id}
 	}
-	from.Epoch = epoch // the remote room's: its ids grow within it
-	content := unenrich(p.Payload, id, up.Get(propAuthor), up.Get(propTimestamp))
+	from.Epoch = m.Epoch // the remote room's: its ids grow within it
+	content := unenrich(m.Payload, id, m.Author, strconv.FormatInt(m.Timestamp.UnixMilli(), 10))
 	caller := commands.Caller{Identity: acl.Identity{User: b.cfg.LocalUser}}
+	var err error
 	for attempt := 1; ; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, localTimeout)
 		_, err = b.poster.PostRoomFrom(pctx, caller, l.m.Local, content, from)
@@ -328,9 +415,9 @@ func (l *roomLink) startOut(ctx context.Context) bool {
 	return true
 }
 
-// runOut carries the local room's messages to the far side until ctx ends, from the room's
-// last message when it starts.
-func (l *roomLink) runOut(ctx context.Context) {
+// runOut carries the local room's messages to the far side through c until ctx ends, from
+// the out position (the room's last message when the bridge started).
+func (l *roomLink) runOut(ctx context.Context, c *client.Client) {
 	b := l.b
 	wake := make(chan struct{}, 1)
 	kick := func() {
@@ -358,9 +445,9 @@ func (l *roomLink) runOut(ctx context.Context) {
 	}
 	for {
 		l.mu.Lock()
-		s, changed := l.ready, l.readyCh
+		s, member, changed := l.sess, l.member, l.changed
 		l.mu.Unlock()
-		if s == nil || s.ctx.Err() != nil {
+		if s == nil || s.ctx.Err() != nil || !member {
 			select {
 			case <-changed:
 				continue
@@ -368,9 +455,12 @@ func (l *roomLink) runOut(ctx context.Context) {
 				return
 			}
 		}
-		l.pump(ctx, s, wake, tick.C)
+		if !l.sync(c, s) {
+			continue // the connection went, or the room was left
+		}
+		l.pump(ctx, c, s, wake, tick.C)
 		if s.ctx.Err() == nil {
-			// A publish failed on a connection that looks up (autopaho may not have noticed
+			// A publish failed on a connection that looks up (the client may not have noticed
 			// the loss yet): try again a moment later, or at once on the next connection.
 			select {
 			case <-time.After(b.cfg.ReconnectMin):
@@ -383,9 +473,44 @@ func (l *roomLink) runOut(ctx context.Context) {
 	}
 }
 
+// sync makes sure, once per connection s, that a message published on an earlier one but
+// not acknowledged is not sent again when the far side has it: it waits for the far side's
+// replay up to the remote room's last message, which shows what the far side stored from us
+// (handle moves confirmed). It returns false when s ended meanwhile.
+func (l *roomLink) sync(c *client.Client, s *session) bool {
+	l.mu.Lock()
+	need := l.sent && l.synced != s
+	l.mu.Unlock()
+	if need {
+		sctx, cancel := context.WithTimeout(s.ctx, setupTimeout)
+		defer cancel()
+		info, err := c.RoomHistoryInfo(sctx, l.m.Remote)
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return false
+			}
+			l.b.fail(err)
+			l.b.log.Warn("bridge: far side's last message not read; a message may be sent twice", logKeyRoom, l.m.Local, logKeyError, err)
+		} else {
+			l.b.log.Debug("bridge: waiting for the far side's replay", logKeyRoom, l.m.Remote, "last", info.LastMessageID)
+			if err := l.awaitIn(sctx, info.LastMessageID, info.Epoch); err != nil {
+				if s.ctx.Err() != nil {
+					return false
+				}
+				l.b.log.Warn("bridge: far side's replay not seen; a message may be sent twice", logKeyRoom, l.m.Local, logKeyError, err)
+			}
+		}
+	}
+	l.mu.Lock()
+	l.synced = s
+	l.mu.Unlock()
+	l.b.log.Debug("bridge: sending", logKeyRoom, l.m.Local)
+	return s.ctx.Err() == nil
+}
+
 // pump publishes the local messages after outPos on s, in id order, until s's connection
 // ends or fails.
-func (l *roomLink) pump(ctx context.Context, s *session, wake <-chan struct{}, tick <-chan time.Time) {
+func (l *roomLink) pump(ctx context.Context, c *client.Client, s *session, wake <-chan struct{}, tick <-chan time.Time) {
 	b := l.b
 	for {
 		l.mu.Lock()
@@ -411,7 +536,7 @@ func (l *roomLink) pump(ctx context.Context, s *session, wake <-chan struct{}, t
 			b.log.Warn("bridge: local messages left the history before they were bridged", logKeyRoom, l.m.Local, "from", after+1, "to", first-1)
 		}
 		for _, m := range msgs {
-			if !l.publish(s, m) {
+			if !l.publish(c, s, m) {
 				return
 			}
 		}
@@ -420,7 +545,7 @@ func (l *roomLink) pump(ctx context.Context, s *session, wake <-chan struct{}, t
 
 // publish sends m to the far side unless it must not go there, and moves outPos over it. It
 // returns false when the connection failed (m is to be sent again on the next one).
-func (l *roomLink) publish(s *session, m *rooms.Message) bool {
+func (l *roomLink) publish(c *client.Client, s *session, m *rooms.Message) bool {
 	b := l.b
 	l.mu.Lock()
 	skip := m.OriginBroker == b.cfg.Name || // came from the far side
@@ -435,28 +560,18 @@ func (l *roomLink) publish(s *session, m *rooms.Message) bool {
 	}
 	l.mu.Unlock()
 	if !skip {
-		originBroker, originID := m.OriginBroker, m.OriginID
-		if originBroker == "" {
-			originBroker, originID = b.cfg.LocalName, m.ID
+		opts := client.SendOptions{OriginBroker: m.OriginBroker, OriginID: m.OriginID, OriginEpoch: m.Epoch}
+		if opts.OriginBroker == "" {
+			opts.OriginBroker, opts.OriginID = b.cfg.LocalName, m.ID
 		}
-		pr, err := s.cm.Publish(s.ctx, &paho.Publish{
-			Topic: wire.RoomTopic(l.m.Remote), QoS: 1, Payload: m.Message.Payload,
-			Properties: &paho.PublishProperties{User: paho.UserProperties{
-				{Key: wire.PropOriginBroker, Value: originBroker},
-				{Key: wire.PropOriginID, Value: strconv.FormatUint(originID, 10)},
-				{Key: wire.PropOriginEpoch, Value: m.Epoch},
-			}},
-		})
+		// Bounded by the connection: a PUBACK lost with it must not hold the room.
+		err := c.SendWith(s.ctx, l.m.Remote, m.Message.Payload, opts)
+		var refused *client.PublishError
 		switch {
-		case pr != nil && pr.ReasonCode >= 0x80:
+		case errors.As(err, &refused):
 			b.dropped.Add(1)
-			reason := ""
-			if pr.Properties != nil {
-				reason = pr.Properties.ReasonString
-			}
-			refused := errors.New("far side refused room message: " + strconv.Itoa(int(pr.ReasonCode)) + " " + reason)
-			b.fail(refused)
-			b.log.Warn("bridge: message refused by the far side; dropped", logKeyRoom, l.m.Local, logKeyID, m.ID, logKeyError, refused)
+			b.fail(err)
+			b.log.Warn("bridge: message refused by the far side; dropped", logKeyRoom, l.m.Local, logKeyID, m.ID, logKeyError, err)
 		case err != nil:
 			b.fail(err)
 			b.log.Info("bridge: publish failed; resending after reconnect", logKeyRoom, l.m.Local, logKeyID, m.ID, logKeyError, err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/bits"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,12 @@ type Config struct {
 	// empty means a random id. It must not contain '/', '+' or '#': it names the client's
 	// replies topic.
 	ClientID string
+	// NumberConnections makes each connection attempt use ClientID with "-N" added, N
+	// counting the attempts from 1, instead of ClientID itself: a new connection then never
+	// takes over the client id of the previous one, whose late clean-up on the broker could
+	// otherwise end the new connection's subscriptions. The client's replies topic follows
+	// the connection's id (see ClientID).
+	NumberConnections bool
 	// TLS configures tls:// and wss:// connections; nil means the system defaults.
 	TLS *tls.Config
 	// KeepAlive is the MQTT keepalive (default 30 s).
@@ -78,6 +85,10 @@ type Config struct {
 	// OnConnectionLost is called when an established connection drops; the client reconnects
 	// on its own.
 	OnConnectionLost func()
+	// OnConnectError is called with the error of each failed connection attempt (the server
+	// unreachable, or its CONNACK refusal, wrapping autopaho's *ConnackError); the client
+	// tries again with backoff.
+	OnConnectError func(error)
 	// OnEvent receives every notification on users/{user}/events: echoes, systemMessage,
 	// historyGap, historyReset, roomAccessRemoved and the others of docs/protocol.md.
 	OnEvent func(Event)
@@ -89,10 +100,10 @@ type Config struct {
 // Client is a connection to a roomq broker that stays up: see the package documentation.
 // Its methods are safe for concurrent use.
 type Client struct {
-	cfg      Config
-	log      *slog.Logger
-	clientID string
-	cm       *autopaho.ConnectionManager
+	cfg    Config
+	log    *slog.Logger
+	baseID string // Config.ClientID, or the random id that stands for it
+	cm     *autopaho.ConnectionManager
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -105,6 +116,8 @@ type Client struct {
 	subMu sync.Mutex
 
 	mu        sync.Mutex
+	clientID  string // of the current connection (or attempt)
+	attempts  uint64 // connection attempts, with NumberConnections
 	closed    bool
 	user      string        // authenticated user, from the CONNACK's Response Information
 	gen       uint64        // connection generation, incremented on each connect
@@ -201,6 +214,7 @@ func newClient(cfg Config) (*Client, error) {
 	return &Client{
 		cfg:      cfg,
 		log:      cfg.Logger.With(logKeyClient, id),
+		baseID:   id,
 		clientID: id,
 		ctx:      ctx,
 		cancel:   cancel,
@@ -249,6 +263,13 @@ func (c *Client) autopahoConfig(connectErr chan<- error) (autopaho.ClientConfig,
 		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
 			// Every connection starts clean: rooms resume by id, not through MQTT sessions.
 			cp.CleanStart = true
+			if c.cfg.NumberConnections {
+				c.mu.Lock()
+				c.attempts++
+				c.clientID = c.baseID + "-" + strconv.FormatUint(c.attempts, 10)
+				cp.ClientID = c.clientID
+				c.mu.Unlock()
+			}
 			if cp.Properties == nil {
 				cp.Properties = &paho.ConnectProperties{}
 			}
@@ -260,13 +281,16 @@ func (c *Client) autopahoConfig(connectErr chan<- error) (autopaho.ClientConfig,
 		OnConnectionDown: c.onConnectionDown,
 		OnConnectError: func(err error) {
 			c.log.Info("connect attempt failed", logKeyError, err)
+			if fn := c.cfg.OnConnectError; fn != nil {
+				c.queue.push(item{fn: func() { fn(err) }})
+			}
 			select {
 			case connectErr <- err:
 			default:
 			}
 		},
 		ClientConfig: paho.ClientConfig{
-			ClientID:          c.clientID,
+			ClientID:          c.baseID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){c.onPublish},
 			OnClientError: func(err error) {
 				c.log.Debug("connection error", logKeyError, err)
@@ -473,13 +497,20 @@ func (c *Client) User() string {
 	return c.user
 }
 
-// ClientID returns the client id of the connection.
-func (c *Client) ClientID() string { return c.clientID }
+// ClientID returns the client id of the connection: Config.ClientID (or the random id that
+// stands for it), with "-N" added with Config.NumberConnections.
+func (c *Client) ClientID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.clientID
+}
 
 // repliesPrefix returns users/{user}/replies/{clientId}/, under which the client receives
 // the responses to its RPCs and calls.
 func (c *Client) repliesPrefix() string {
-	return wire.UserRepliesPrefix(c.User()) + c.clientID + "/"
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return wire.UserRepliesPrefix(c.user) + c.clientID + "/"
 }
 
 // callResponseTopic returns the Response Topic of Call requests.

@@ -41,6 +41,16 @@ type Message struct {
 	// author and timestamp added, for binary rooms the bytes as posted. For history reads of
 	// binary rooms it is the object {"binary": "<base64>", "id", "author", "timestamp"}.
 	Payload []byte
+	// OriginBroker and OriginID say where a bridged message was first posted: the name of
+	// that broker and the message's id there (the user properties origin-broker and
+	// origin-id of the delivery; see "Device-to-device RPC and bridges" in
+	// docs/protocol.md). Both are empty for a message posted on this broker, and for
+	// history reads.
+	OriginBroker string
+	OriginID     uint64
+	// OriginEpoch is the user property origin-epoch of the delivery, when it has one: the
+	// history epoch of the sender's room, which scopes OriginID.
+	OriginEpoch string
 }
 
 // Text returns the textMessage field of a text room's message, "" when it has none.
@@ -420,6 +430,11 @@ func parseDelivery(room string, p *paho.Publish) (Message, error) {
 		m.Timestamp = time.UnixMilli(ts)
 	}
 	m.Epoch = p.Properties.User.Get(propEpoch)
+	// The broker stores only well-formed origins; one that is not is left out, the message
+	// still delivered.
+	if origin, err := wire.ParseOrigin(p.Properties.User.Get(wire.PropOriginBroker), p.Properties.User.Get(wire.PropOriginID), p.Properties.User.Get(wire.PropOriginEpoch)); err == nil {
+		m.OriginBroker, m.OriginID, m.OriginEpoch = origin.Broker, origin.ID, origin.Epoch
+	}
 	return m, nil
 }
 
@@ -490,6 +505,49 @@ func cutDigits(b []byte) (uint64, []byte, bool) {
 // checker refused it), ErrNotAllowed, ErrTooLarge or ErrRateLimited.
 func (c *Client) Send(ctx context.Context, room string, payload []byte) error {
 	if err := c.publish(ctx, &paho.Publish{Topic: wire.RoomTopic(room), QoS: 1, Payload: payload}); err != nil {
+		return fmt.Errorf("send to room %q: %w", room, err)
+	}
+	return nil
+}
+
+// SendOptions change how SendWith posts a room message.
+type SendOptions struct {
+	// OriginBroker and OriginID give the message the origin of a bridged message: the name
+	// of the broker where it was first posted and its id there, sent as the user properties
+	// origin-broker and origin-id (docs/protocol.md, "Device-to-device RPC and bridges").
+	// Both or neither; the broker stores them with the message and delivers them, and it
+	// acknowledges but does not store again a message whose origin it has stored already.
+	// Posting with an origin is for bridges: the broker checks only the form of the values.
+	OriginBroker string
+	OriginID     uint64
+	// OriginEpoch is the history epoch of the sender's room (origin-epoch), which scopes
+	// OriginID for that duplicate check; empty means none.
+	OriginEpoch string
+}
+
+// userProperties returns the user properties of o.
+func (o SendOptions) userProperties() paho.UserProperties {
+	var props paho.UserProperties
+	if o.OriginBroker != "" || o.OriginID != 0 {
+		props = append(props,
+			paho.UserProperty{Key: wire.PropOriginBroker, Value: o.OriginBroker},
+			paho.UserProperty{Key: wire.PropOriginID, Value: strconv.FormatUint(o.OriginID, 10)})
+	}
+	if o.OriginEpoch != "" {
+		props = append(props, paho.UserProperty{Key: wire.PropOriginEpoch, Value: o.OriginEpoch})
+	}
+	return props
+}
+
+// SendWith is Send with options: it posts payload to room with QoS 1, carrying the user
+// properties of opts, and returns once the broker accepted it. A refusal is a
+// *PublishError, as for Send; a malformed origin is refused with ErrBadMessage.
+func (c *Client) SendWith(ctx context.Context, room string, payload []byte, opts SendOptions) error {
+	p := &paho.Publish{Topic: wire.RoomTopic(room), QoS: 1, Payload: payload}
+	if props := opts.userProperties(); len(props) > 0 {
+		p.Properties = &paho.PublishProperties{User: props}
+	}
+	if err := c.publish(ctx, p); err != nil {
 		return fmt.Errorf("send to room %q: %w", room, err)
 	}
 	return nil

@@ -55,9 +55,10 @@ func (c *Client) failPending() {
 	}
 }
 
-// request publishes a request to topic with a response topic under the client's replies and
-// fresh correlation data, and waits for the reply.
-func (c *Client) request(ctx context.Context, topic, responseTopic string, payload []byte) (*paho.Publish, error) {
+// request publishes a request to topic with the response topic that responseTopic returns
+// (under the client's replies, read once the request waits for its reply: it follows the
+// connection's client id) and fresh correlation data, and waits for the reply.
+func (c *Client) request(ctx context.Context, topic string, responseTopic func() string, payload []byte) (*paho.Publish, error) {
 	if err := c.awaitReady(ctx); err != nil {
 		return nil, err
 	}
@@ -76,7 +77,7 @@ func (c *Client) request(ctx context.Context, topic, responseTopic string, paylo
 		QoS:     1,
 		Payload: payload,
 		Properties: &paho.PublishProperties{
-			ResponseTopic:   responseTopic,
+			ResponseTopic:   responseTopic(),
 			CorrelationData: []byte(corr),
 		},
 	})
@@ -108,7 +109,7 @@ func (c *Client) RPC(ctx context.Context, command string, args, result any) erro
 	if err != nil {
 		return fmt.Errorf("%s: encode arguments: %w", command, err)
 	}
-	p, err := c.request(ctx, wire.RPCPrefix+command, c.repliesPrefix()+replyKindRPC, payload)
+	p, err := c.request(ctx, wire.RPCPrefix+command, func() string { return c.repliesPrefix() + replyKindRPC }, payload)
 	if err != nil {
 		return fmt.Errorf("%s: %w", command, err)
 	}
@@ -148,7 +149,7 @@ const (
 // makes Call return an *Error with that code and the "errorMessage" property as its message.
 // A request nobody answers waits until ctx ends.
 func (c *Client) Call(ctx context.Context, topic string, payload []byte) ([]byte, error) {
-	p, err := c.request(ctx, topic, c.callResponseTopic(), payload)
+	p, err := c.request(ctx, topic, c.callResponseTopic, payload)
 	if err != nil {
 		return nil, fmt.Errorf("call %s: %w", topic, err)
 	}
