@@ -45,16 +45,20 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives the internal errors; nil means slog.Default(). Tokens are never logged.
 	Logger *slog.Logger
+	// Bridges returns the state of the broker's bridges, for GET /api/bridges; nil means
+	// none.
+	Bridges func() any
 }
 
 // Handler serves the admin HTTP API. Mount it on "/api/".
 type Handler struct {
-	api     *commands.API
-	token   [sha256.Size]byte
-	maxBody int64
-	timeout time.Duration
-	log     *slog.Logger
-	mux     *http.ServeMux
+	api         *commands.API
+	token       [sha256.Size]byte
+	maxBody     int64
+	timeout     time.Duration
+	log         *slog.Logger
+	mux         *http.ServeMux
+	bridgeState func() any
 }
 
 // New returns the admin API handler.
@@ -75,12 +79,13 @@ func New(opts Options) (*Handler, error) {
 		opts.Logger = slog.Default()
 	}
 	h := &Handler{
-		api:     opts.API,
-		token:   sha256.Sum256([]byte(opts.Token)),
-		maxBody: opts.MaxBodyBytes,
-		timeout: opts.Timeout,
-		log:     opts.Logger,
-		mux:     http.NewServeMux(),
+		api:         opts.API,
+		token:       sha256.Sum256([]byte(opts.Token)),
+		maxBody:     opts.MaxBodyBytes,
+		timeout:     opts.Timeout,
+		bridgeState: opts.Bridges,
+		log:         opts.Logger,
+		mux:         http.NewServeMux(),
 	}
 	h.mux.HandleFunc("POST /api/exec", h.exec)
 	h.mux.HandleFunc("POST /api/rooms", h.createRoom)
@@ -89,6 +94,7 @@ func New(opts Options) (*Handler, error) {
 	h.mux.HandleFunc("DELETE /api/rooms/{room}", h.deleteRoom)
 	h.mux.HandleFunc("POST /api/rooms/{room}/messages", h.postRoom)
 	h.mux.HandleFunc("POST /api/rooms/{room}/events", h.roomEvent)
+	h.mux.HandleFunc("GET /api/bridges", h.bridges)
 	h.mux.HandleFunc("GET /api/users", h.onlineUsers)
 	h.mux.HandleFunc("GET /api/users/{user}", h.presence)
 	h.mux.HandleFunc("DELETE /api/users/{user}/connections", h.disconnect)
@@ -234,6 +240,17 @@ func (h *Handler) createRoom(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.reply(w, http.StatusCreated, info)
+}
+
+// bridges reports the state of the broker's bridges.
+func (h *Handler) bridges(w http.ResponseWriter, _ *http.Request) {
+	var state any = []struct{}{}
+	if h.bridgeState != nil {
+		state = h.bridgeState()
+	}
+	h.reply(w, http.StatusOK, struct {
+		Bridges any `json:"bridges"`
+	}{state})
 }
 
 // roomNames lists every room's name, sorted.

@@ -198,43 +198,47 @@ func (b *Bridge) connectedLocked() bool {
 // Status is the state of a bridge's link.
 type Status struct {
 	// Name is the bridge's name and URL its far side.
-	Name string
-	URL  string
+	Name string `json:"name"`
+	URL  string `json:"url"`
 	// Connected is true while the link to the far side is up (its connection for plain
 	// topics and its connection for rooms, when it has mappings of either), since Since.
-	Connected bool
-	Since     time.Time
+	Connected bool      `json:"connected"`
+	Since     time.Time `json:"since"`
 	// LocalConnected is true while the connection to this broker (plain topics) is up.
-	LocalConnected bool
+	LocalConnected bool `json:"localConnected"`
 	// TopicsReady is true while the plain topic mappings are subscribed on both sides.
-	TopicsReady bool
+	TopicsReady bool `json:"topicsReady"`
 	// Queued counts the plain messages waiting for the far side.
-	Queued int
+	Queued int `json:"queued"`
 	// Connections counts the connections made to the far side (of both kinds).
-	Connections uint64
+	Connections uint64 `json:"connections"`
 	// LastError is the last connection or delivery error, at LastErrorAt.
-	LastError   string
-	LastErrorAt time.Time
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
 	// MessagesIn and MessagesOut count the messages carried to this broker and to the far
 	// side; Dropped those given up (refused, or a full queue).
-	MessagesIn, MessagesOut, Dropped uint64
+	MessagesIn  uint64 `json:"messagesIn"`
+	MessagesOut uint64 `json:"messagesOut"`
+	Dropped     uint64 `json:"dropped"`
 	// Rooms are the positions of the room mappings.
-	Rooms []RoomStatus
+	Rooms []RoomStatus `json:"rooms"`
 }
 
 // RoomStatus is the state of one room mapping.
 type RoomStatus struct {
 	// Local and Remote are the mapped rooms.
-	Local, Remote string
+	Local  string `json:"local"`
+	Remote string `json:"remote"`
 	// Direction is the mapping's direction.
-	Direction Direction
+	Direction Direction `json:"direction"`
 	// Joined is true while the remote room is subscribed on the current connection.
-	Joined bool
+	Joined bool `json:"joined"`
 	// LastOut is the id of the last local message the far side has (or that needed not go);
 	// LastIn the id of the last remote message bridged in (or skipped), in history epoch
 	// RemoteEpoch.
-	LastOut, LastIn uint64
-	RemoteEpoch     string
+	LastOut     uint64 `json:"lastOut"`
+	LastIn      uint64 `json:"lastIn"`
+	RemoteEpoch string `json:"remoteEpoch,omitempty"`
 }
 
 // Status returns the bridge's state.

@@ -16,7 +16,7 @@ func (b *Broker) API() *commands.API { return b.api }
 // set, otherwise one that answers 404 to everything. It logs once which it is.
 func (b *Broker) adminHandler() http.Handler {
 	if b.opts.AdminToken != "" {
-		h, err := adminapi.New(adminapi.Options{API: b.api, Token: b.opts.AdminToken, Logger: b.log})
+		h, err := adminapi.New(adminapi.Options{API: b.api, Token: b.opts.AdminToken, Logger: b.log, Bridges: b.bridgeState})
 		if err == nil {
 			b.log.Info("admin HTTP API on", "path", "/api/")
 			return h
@@ -36,3 +36,15 @@ func (b *Broker) adminHandler() http.Handler {
 // the broker made), to register hooks after New and before Start: hooks that need the
 // broker's API, for example.
 func (b *Broker) Hooks() *commands.Hooks { return b.commands.Hooks() }
+
+// SetBridgeState sets what GET /api/bridges reports: the state of the bridges that run
+// alongside this broker (package bridge). Call it once, before or after Start.
+func (b *Broker) SetBridgeState(state func() any) { b.bridges.Store(&state) }
+
+// bridgeState reports the bridges' state, none before SetBridgeState.
+func (b *Broker) bridgeState() any {
+	if f := b.bridges.Load(); f != nil {
+		return (*f)()
+	}
+	return []struct{}{}
+}

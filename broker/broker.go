@@ -48,7 +48,8 @@ type Broker struct {
 	httpLn   net.Listener
 
 	ready    atomic.Bool
-	stop     chan struct{} // closed by Shutdown: the broker's own goroutines end
+	bridges  atomic.Pointer[func() any] // the bridges' state (SetBridgeState)
+	stop     chan struct{}              // closed by Shutdown: the broker's own goroutines end
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error

@@ -11,6 +11,8 @@ import (
 	"os"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/roomq/roomq/bridge"
 	"github.com/roomq/roomq/broker"
 	"github.com/roomq/roomq/store"
@@ -159,6 +161,14 @@ func startBridges(setups []bridgeSetup, b *broker.Broker, feed store.Feed, log *
 		}
 		bridges = append(bridges, br)
 	}
+	if len(bridges) > 0 {
+		b.SetBridgeState(func() any { return bridgeStates(bridges) })
+		if reg := b.Metrics().Registry(); reg != nil {
+			if err := reg.Register(newBridgeCollector(bridges)); err != nil {
+				return nil, nil, fmt.Errorf("bridge metrics: %w", err)
+			}
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, br := range bridges {
@@ -182,3 +192,56 @@ const (
 	logKeyBridge = "bridge"
 	logKeyError  = "error"
 )
+
+// bridgeStates returns the state of every bridge, for GET /api/bridges.
+func bridgeStates(bridges []*bridge.Bridge) []bridge.Status {
+	out := make([]bridge.Status, len(bridges))
+	for i, br := range bridges {
+		out[i] = br.Status()
+	}
+	return out
+}
+
+// bridgeCollector reports the bridges' link state to Prometheus, read from their state at
+// each scrape.
+type bridgeCollector struct {
+	bridges                                   []*bridge.Bridge
+	up, queued, messages, dropped, connection *prometheus.Desc
+}
+
+func newBridgeCollector(bridges []*bridge.Bridge) *bridgeCollector {
+	label := []string{"bridge"}
+	return &bridgeCollector{
+		bridges: bridges,
+		up:      prometheus.NewDesc("roomq_bridge_connected", "1 while the bridge's link to the far side is up.", label, nil),
+		queued:  prometheus.NewDesc("roomq_bridge_queued", "Plain messages waiting for the far side.", label, nil),
+		messages: prometheus.NewDesc("roomq_bridge_messages_total",
+			"Messages carried by the bridge, by direction (in: to this broker, out: to the far side).", []string{"bridge", "direction"}, nil),
+		dropped:    prometheus.NewDesc("roomq_bridge_dropped_total", "Messages the bridge gave up (refused, or a full queue).", label, nil),
+		connection: prometheus.NewDesc("roomq_bridge_connections_total", "Connections the bridge made to the far side.", label, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *bridgeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.up, c.queued, c.messages, c.dropped, c.connection} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, br := range c.bridges {
+		s := br.Status()
+		up := 0.0
+		if s.Connected {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, s.Name)
+		ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(s.Queued), s.Name)
+		ch <- prometheus.MustNewConstMetric(c.messages, prometheus.CounterValue, float64(s.MessagesIn), s.Name, "in")
+		ch <- prometheus.MustNewConstMetric(c.messages, prometheus.CounterValue, float64(s.MessagesOut), s.Name, "out")
+		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(s.Dropped), s.Name)
+		ch <- prometheus.MustNewConstMetric(c.connection, prometheus.CounterValue, float64(s.Connections), s.Name)
+	}
+}

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,7 +136,10 @@ func startFromFile(t *testing.T, file string, edit func(*config)) (*broker.Broke
 // of the cloud reaches the edge.
 func TestBridgeExampleFiles(t *testing.T) {
 	cloud, _ := startFromFile(t, bridgeCloudFile, nil)
-	edge, bridges := startFromFile(t, bridgeEdgeFile, func(c *config) { c.Bridges[0].URL = "tcp://" + cloud.MQTTAddr() })
+	edge, bridges := startFromFile(t, bridgeEdgeFile, func(c *config) {
+		c.Bridges[0].URL = "tcp://" + cloud.MQTTAddr()
+		c.AdminAPI.Token = edgeAdminToken
+	})
 	if len(bridges) != 1 {
 		t.Fatalf("%d bridges, want 1", len(bridges))
 	}
@@ -171,4 +177,46 @@ func TestBridgeExampleFiles(t *testing.T) {
 		msgs, err := edge.Rooms().History(ctx, "general", 0, 0)
 		return err == nil && len(msgs) == 1 && msgs[0].OriginBroker == "cloud" && strings.Contains(string(msgs[0].JSON()), "hello edge")
 	})
+
+	// The link's state in /metrics and in the admin API.
+	metrics := httpGet(t, "http://"+edge.HTTPAddr()+"/metrics", "")
+	for _, want := range []string{`roomq_bridge_connected{bridge="cloud"} 1`, `roomq_bridge_messages_total{bridge="cloud",direction="out"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	var state struct {
+		Bridges []bridge.Status `json:"bridges"`
+	}
+	if err := json.Unmarshal([]byte(httpGet(t, "http://"+edge.HTTPAddr()+"/api/bridges", edgeAdminToken)), &state); err != nil {
+		t.Fatal(err)
+	}
+	if len(state.Bridges) != 1 || !state.Bridges[0].Connected || state.Bridges[0].MessagesOut < 2 {
+		t.Errorf("GET /api/bridges = %+v", state)
+	}
+}
+
+// edgeAdminToken is the admin API token the tests give the edge broker.
+const edgeAdminToken = "edge-admin-token-for-tests"
+
+// httpGet returns the body of a GET of url, with a bearer token when one is given.
+func httpGet(t *testing.T, url, token string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s %v", url, resp.StatusCode, body, err)
+	}
+	return string(body)
 }
