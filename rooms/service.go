@@ -327,6 +327,9 @@ func (s *Service) commit(ctx context.Context, room string, st *roomState) {
 	n := min(len(st.posts), maxCommit)
 	batch := st.posts[:n:n]
 	st.posts = st.posts[n:]
+	if len(st.posts) == 0 {
+		st.posts = nil // let the committed posts go
+	}
 	st.postMu.Unlock()
 
 	st.mu.Lock()
