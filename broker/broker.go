@@ -160,6 +160,7 @@ func New(opts Options) (_ *Broker, err error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	auth, err := hooks.NewAuth(hooks.AuthOptions{
+		Server:        b.mqtt,
 		Authenticator: opts.Authenticator,
 		Policy:        policy,
 		Access:        st,

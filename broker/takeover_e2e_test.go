@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"fmt"
+	"io"
 	"testing"
 
 	"github.com/roomq/roomq/internal/mqtttest"
@@ -56,5 +57,40 @@ func TestCleanTakeoverLeavesRooms(t *testing.T) {
 		if u == "kim" {
 			t.Fatalf("kim still in the room after a clean takeover: %v", users)
 		}
+	}
+}
+
+// A client whose connection is lost (socket closed, no DISCONNECT) and that connects again at
+// once with the same client id gets what is published to its new subscriptions: the broker
+// does not lose the new connection while it cleans up after the old one.
+func TestQuickReconnectAfterLoss(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	admin := mqtttest.Dial(t, "admin", mqtttest.Options{URL: tcpURL(b)})
+	const topic = "cmd/kim"
+	subscribe := append([]byte{0x82, byte(2 + 2 + len(topic) + 1), 0, 1, 0, byte(len(topic))}, topic...)
+	subscribe = append(subscribe, 1) // SUBSCRIBE cmd/kim QoS 1, packet id 1
+	for i := range 30 {
+		raw := mqtttest.DialConn(t, tcpURL(b))
+		buf := make([]byte, 5)
+		if _, err := raw.Write(connectPacket("kim-1", "kim", 30, "devices/kim/status", "gone")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(raw, buf[:4]); err != nil { // CONNACK
+			t.Fatal(err)
+		}
+		if _, err := raw.Write(subscribe); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(raw, buf[:5]); err != nil { // SUBACK
+			t.Fatal(err)
+		}
+		_ = raw.Close() // lost: no DISCONNECT
+		c := mqtttest.Dial(t, "kim", mqtttest.Options{URL: tcpURL(b), ClientID: "kim-1"})
+		c.MustSubscribe(topic)
+		want := fmt.Sprintf("r%d", i)
+		admin.Publish(topic, 1, []byte(want), nil)
+		for string(c.Expect(topic).Payload) != want {
+		}
+		c.Close()
 	}
 }

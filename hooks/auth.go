@@ -21,6 +21,9 @@ import (
 
 // AuthOptions configure the Auth hook.
 type AuthOptions struct {
+	// Server is the Mochi server the hook is installed in; with it, a connection waits for
+	// the clean-up of a lost connection of its client id (see awaitPredecessor).
+	Server *mqtt.Server
 	// Authenticator checks credentials. Required.
 	Authenticator acl.Authenticator
 	// Policy judges topics and rooms.
@@ -60,6 +63,8 @@ type Auth struct {
 	metrics *metrics.Metrics
 	hooks   *commands.Hooks
 
+	srv *mqtt.Server // nil: no wait for lost predecessors
+
 	mu sync.RWMutex
 	// ids holds the identity of every client, connected or the offline holder of a session
 	// that persists (Mochi checks its ACL when it queues messages for it); byID the newest
@@ -90,6 +95,7 @@ func NewAuth(opts AuthOptions) (*Auth, error) {
 		opts.Logger = slog.Default()
 	}
 	return &Auth{
+		srv:     opts.Server,
 		authn:   opts.Authenticator,
 		policy:  opts.Policy,
 		access:  opts.Access,
@@ -130,6 +136,7 @@ func (a *Auth) Identity(cl *mqtt.Client) (acl.Identity, bool) {
 // OnConnect authenticates the client and checks its will, answering refusals with a CONNACK
 // (Mochi would close without one). [MQTT-3.2.2-6]
 func (a *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) (err error) {
+	a.awaitPredecessor(cl)
 	defer func() { a.countRefusal(err) }()
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
@@ -368,4 +375,39 @@ func (a *Auth) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		pk.Properties.ResponseInfo = responseInfo(id.User, cl.ID)
 	}
 	return pk
+}
+
+// predecessorWait bounds how long a connection waits for the clean-up of a lost connection of
+// its client id.
+const predecessorWait = 2 * time.Second
+
+// awaitPredecessor waits, when a lost connection of cl's client id is still being cleaned up
+// and its session ends with it, until Mochi has removed it from its client list (at most
+// predecessorWait). Mochi v2.7.9 ends such a connection with Clients.Delete of its client id
+// after checking that nobody took it over; a new connection that takes it over in between
+// adds itself to the list first and is then deleted from it, and gets nothing. Waiting
+// here, before the takeover, orders the two.
+func (a *Auth) awaitPredecessor(cl *mqtt.Client) {
+	if a.srv == nil {
+		return
+	}
+	old, ok := a.srv.Clients.Get(cl.ID)
+	if !ok || old == cl || !old.Closed() || old.IsTakenOver() || !sessionEnds(old) {
+		return
+	}
+	deadline := time.Now().Add(predecessorWait)
+	for time.Now().Before(deadline) {
+		if cur, ok := a.srv.Clients.Get(cl.ID); !ok || cur != old {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// sessionEnds reports whether cl's session ends with its connection, as Mochi decides it.
+func sessionEnds(cl *mqtt.Client) bool {
+	if cl.Properties.ProtocolVersion == 5 {
+		return cl.Properties.Props.SessionExpiryInterval == 0
+	}
+	return cl.Properties.Clean
 }
