@@ -122,6 +122,7 @@ type Client struct {
 	user      string        // authenticated user, from the CONNACK's Response Information
 	gen       uint64        // connection generation, incremented on each connect
 	ready     chan struct{} // closed once the current connection is set up
+	down      chan struct{} // closed when the current connection drops; nil while down
 	rooms     map[string]*roomState
 	presence  map[string]func(Presence)
 	handlers  map[string]RequestHandler
@@ -360,6 +361,10 @@ func (c *Client) onConnectionDown() bool {
 		c.ready = make(chan struct{})
 	default:
 	}
+	if c.down != nil {
+		close(c.down) // publishes waiting for their acknowledgement give up
+		c.down = nil
+	}
 	closed := c.closed
 	c.mu.Unlock()
 	c.failPending()
@@ -415,6 +420,7 @@ func (c *Client) setup(cm *autopaho.ConnectionManager, gen uint64) {
 		select {
 		case <-c.ready:
 		default:
+			c.down = make(chan struct{})
 			close(c.ready)
 		}
 	}
@@ -527,6 +533,19 @@ func (c *Client) connection(ctx context.Context) (*autopaho.ConnectionManager, e
 		return nil, err
 	}
 	return c.manager(), nil
+}
+
+// downSignal returns a channel closed when the current connection drops (already closed when
+// there is none).
+func (c *Client) downSignal() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down == nil {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return c.down
 }
 
 // manager returns autopaho's connection manager.

@@ -564,7 +564,22 @@ func (c *Client) publish(ctx context.Context, p *paho.Publish) error {
 	if err != nil {
 		return err
 	}
-	pr, err := cm.Publish(ctx, p)
+	// A QoS 1 publish waits for its PUBACK, which a connection that drops never brings: it
+	// gives up then, with ErrNotConnected.
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	down := c.downSignal()
+	go func() {
+		select {
+		case <-down:
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	pr, err := cm.Publish(pctx, p)
+	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
+		return fmt.Errorf("publish to %q: %w", p.Topic, ErrNotConnected)
+	}
 	if pr != nil && pr.ReasonCode >= 0x80 {
 		pe := &PublishError{Topic: p.Topic, ReasonCode: pr.ReasonCode}
 		if pr.Properties != nil {
