@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -13,6 +11,8 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
+
+	"github.com/roomq/roomq/internal/wsnet"
 )
 
 // dialTimeout bounds one connection attempt.
@@ -77,7 +77,7 @@ func (d *dialer) dial(ctx context.Context) (net.Conn, error) {
 			return nil, fmt.Errorf("dial %s: %w", d.url, err)
 		}
 		_ = resp.Body.Close()
-		return &wsConn{Conn: ws}, nil
+		return wsnet.Conn(ws), nil
 	default:
 		c, err := nd.DialContext(ctx, "tcp", d.url.Host)
 		if err != nil {
@@ -193,54 +193,4 @@ func subscribe(ctx context.Context, c *paho.Client, filter string, qos byte, pro
 		return fmt.Errorf("subscribe %s: refused %v", filter, sa.Reasons)
 	}
 	return nil
-}
-
-// wsConn adapts a client WebSocket to net.Conn with binary messages.
-type wsConn struct {
-	*websocket.Conn
-	rmu sync.Mutex
-	r   io.Reader
-	wmu sync.Mutex
-}
-
-// Read reads from the current binary message, moving on to the next at its end.
-func (c *wsConn) Read(p []byte) (int, error) {
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	for {
-		if c.r == nil {
-			_, r, err := c.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		return n, err
-	}
-}
-
-// Write sends p as one binary message.
-func (c *wsConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// SetDeadline sets the read and write deadlines.
-func (c *wsConn) SetDeadline(t time.Time) error {
-	if err := c.SetReadDeadline(t); err != nil {
-		return err
-	}
-	return c.SetWriteDeadline(t)
 }

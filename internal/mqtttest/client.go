@@ -16,6 +16,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
 
+	"github.com/roomq/roomq/internal/wsnet"
 	"github.com/roomq/roomq/wire"
 )
 
@@ -85,7 +86,7 @@ func DialWS(t testing.TB, url string, header http.Header) net.Conn {
 		t.Fatalf("dial %s: %v", url, err)
 	}
 	_ = resp.Body.Close()
-	return &wsConn{Conn: ws}
+	return wsnet.Conn(ws)
 }
 
 // Dial connects user as an MQTT 5 client and fails the test if the broker refuses.
