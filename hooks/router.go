@@ -360,6 +360,9 @@ func (r *Router) takeWill(cl *mqtt.Client, id acl.Identity) *devices.Will {
 // OnDisconnect ends a connection: it leaves its rooms, stops its outbox, and reports it to the
 // devices registry, which publishes the will when the connection ended without DISCONNECT.
 func (r *Router) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if expire {
+		defer r.keepSuccessor(cl)
+	}
 	r.mu.Lock()
 	c, ok := r.conns[cl]
 	delete(r.conns, cl)
@@ -390,6 +393,41 @@ func (r *Router) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	graceful := err == nil
 	r.devices.Disconnected(ctx, c.session, graceful)
 	r.commandHooks().Disconnected(ctx, c.hook, err)
+}
+
+// successorGuard is how long after an expiring connection's clean-up the router makes sure
+// that the newer connection of its client id is still in Mochi's client list, and how often
+// it looks.
+const (
+	successorGuard = 500 * time.Millisecond
+	successorPoll  = 5 * time.Millisecond
+)
+
+// keepSuccessor guards against a Mochi v2.7.9 race: right after the last OnDisconnect hook of
+// an expiring connection, Mochi deletes its client id from the client list unless the
+// connection was marked as taken over, and a newer connection of the client id that is
+// taking over may already be in the list then, and is deleted. For a while after the clean-up,
+// a goroutine of the router puts the newer connection back when it goes missing while open.
+// (Auth.awaitPredecessor closes most of the window; this closes the rest.)
+func (r *Router) keepSuccessor(old *mqtt.Client) {
+	r.spawn(func() {
+		deadline := time.Now().Add(successorGuard)
+		for time.Now().Before(deadline) {
+			r.mu.Lock()
+			c, ok := r.byID[old.ID]
+			r.mu.Unlock()
+			if ok && c.cl != old && !c.cl.Closed() {
+				if cur, ok := r.srv.Clients.Get(old.ID); !ok || cur == old {
+					r.srv.Clients.Add(c.cl)
+				}
+			}
+			select {
+			case <-time.After(successorPoll):
+			case <-r.stopRouting:
+				return
+			}
+		}
+	})
 }
 
 // OnClientExpired forgets the room positions of an expired session.
