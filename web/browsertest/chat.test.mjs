@@ -120,6 +120,7 @@ try {
   await waitText(bob, '#messages ol[data-room="lab"] li.msg', 'hello bob');
   await say(bob, 'hi alice');
   await waitText(alice, '#messages ol[data-room="lab"] li.msg', 'hi alice');
+  await waitText(bob, '#messages ol[data-room="lab"] li.msg', 'hi alice'); // its own copy too
   check(JSON.stringify(await messages(bob, 'lab')) === JSON.stringify([[1, 'alice', 'hello bob'], [2, 'bob', 'hi alice']]),
     `bob's lab shows ids 1 and 2 in order: ${JSON.stringify(await messages(bob, 'lab'))}`);
 
@@ -144,6 +145,7 @@ try {
   check(JSON.stringify(aliceIds) === '[1,2,3,4]', `alice's lab ids after resume: ${aliceIds}`);
 
   step('bob reloads the page and gets his rooms and history back');
+  await waitText(bob, '#messages ol[data-room="lab"] li.msg', 'welcome back'); // his own copy
   const before = await messages(bob, 'lab');
   await bob.reload();
   await waitStatus(bob, 1);
