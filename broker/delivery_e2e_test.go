@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,4 +205,77 @@ func dialManualAck(t *testing.T, b *broker.Broker, clientID string, props *paho.
 	}
 	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
 	return c, received
+}
+
+// A room message is encoded once for all its receivers, yet each still gets it as it asked:
+// with its own subscription identifier, with its own packet id, and not at all when it is
+// over the client's Maximum Packet Size ([MQTT-3.1.2-25]), the next message still arriving;
+// and with its user properties even when it asked for no problem information.
+func TestRoomDeliveryPerReceiver(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	pub := mqtttest.Dial(t, "pub", mqtttest.Options{URL: tcpURL(b)})
+	ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
+	defer cancel()
+
+	plain, plainGot := dialManualAck(t, b, "plain", &paho.ConnectProperties{RequestProblemInfo: true})
+	tagged, taggedGot := dialManualAck(t, b, "tagged", &paho.ConnectProperties{RequestProblemInfo: true})
+	maxSize := uint32(300)
+	small, smallGot := dialManualAck(t, b, "small", &paho.ConnectProperties{RequestProblemInfo: true, MaximumPacketSize: &maxSize})
+	// Request Problem Information 0 leaves user properties out of other packets, not PUBLISH.
+	quiet, quietGot := dialManualAck(t, b, "quiet", &paho.ConnectProperties{RequestProblemInfo: false})
+	subID := 7
+	for _, s := range []struct {
+		c     *paho.Client
+		props *paho.SubscribeProperties
+	}{{plain, nil}, {tagged, &paho.SubscribeProperties{SubscriptionIdentifier: &subID}}, {small, nil},
+		{quiet, &paho.SubscribeProperties{SubscriptionIdentifier: &subID}}} {
+		if _, err := s.c.Subscribe(ctx, &paho.Subscribe{Properties: s.props,
+			Subscriptions: []paho.SubscribeOptions{{Topic: "rooms/general", QoS: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub.Publish("rooms/general", 1, text(strings.Repeat("long ", 100)), nil)
+	pub.Publish("rooms/general", 1, text("short"), nil)
+
+	next := func(name string, c *paho.Client, got chan *paho.Publish) *paho.Publish {
+		t.Helper()
+		select {
+		case p := <-got:
+			if err := c.Ack(p); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		case <-time.After(mqtttest.Timeout):
+			t.Fatalf("%s: no message", name)
+			return nil
+		}
+	}
+	for _, r := range []struct {
+		name  string
+		c     *paho.Client
+		got   chan *paho.Publish
+		ids   []uint64
+		subID int
+	}{{"plain", plain, plainGot, []uint64{1, 2}, 0}, {"tagged", tagged, taggedGot, []uint64{1, 2}, subID}, {"small", small, smallGot, []uint64{2}, 0},
+		{"quiet", quiet, quietGot, []uint64{1, 2}, subID}} {
+		for _, want := range r.ids {
+			p := next(r.name, r.c, r.got)
+			if m := decodeRoomMsg(t, p); m.ID != want {
+				t.Errorf("%s: message %d, want %d", r.name, m.ID, want)
+			}
+			if got := p.Properties.User.Get("id"); got != strconv.FormatUint(want, 10) {
+				t.Errorf("%s: user property id %q, want %d", r.name, got, want)
+			}
+			var gotSub int
+			if p.Properties.SubscriptionIdentifier != nil {
+				gotSub = *p.Properties.SubscriptionIdentifier
+			}
+			if gotSub != r.subID {
+				t.Errorf("%s: subscription identifier %d, want %d", r.name, gotSub, r.subID)
+			}
+			if p.PacketID < 1<<15 {
+				t.Errorf("%s: packet id %d outside the server's range", r.name, p.PacketID)
+			}
+		}
+	}
 }

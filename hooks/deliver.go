@@ -269,31 +269,18 @@ func (s *roomSub) DeliverRoom(m *rooms.Message) {
 	if s.sub.NoLocal && m.Origin == s.c.cl.ID {
 		return // [MQTT-3.8.3-3]
 	}
-	d := m.Cached(func() any { return newRoomDelivery(m) }).(*roomDelivery)
-	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: s.sub.Qos},
-		TopicName:   d.topic,
-		Payload:     m.Payload(),
-		Created:     d.created,
-	}
+	share := m.Cached(func() any { return roomPacket(m) }).(*encodings)
+	it := outItem{share: share, qos: s.sub.Qos, mark: &s.sent, id: m.ID}
 	if s.c.cl.Properties.ProtocolVersion >= 5 {
-		pk.Properties.User = d.props // shared by every delivery: never changed
-		if s.sub.Identifier > 0 {
-			pk.Properties.SubscriptionIdentifier = []int{s.sub.Identifier}
-		}
+		it.subID = s.sub.Identifier
 	}
-	s.c.out.pushItem(outItem{pk: pk, mark: &s.sent, id: m.ID})
+	s.c.out.pushItem(it)
 }
 
-// roomDelivery is what every delivery of a room message shares: its topic and its v5 user
-// properties (id, author, timestamp, epoch, and a bridged message's origin).
-type roomDelivery struct {
-	topic   string
-	props   []packets.UserProperty
-	created int64
-}
-
-func newRoomDelivery(m *rooms.Message) *roomDelivery {
+// roomPacket returns what every delivery of a room message shares: its packet, with the v5
+// user properties id, author, timestamp, epoch (and a bridged message's origin), and its
+// encodings.
+func roomPacket(m *rooms.Message) *encodings {
 	props := []packets.UserProperty{
 		{Key: userPropertyID, Val: strconv.FormatUint(m.ID, 10)},
 		{Key: userPropertyAuthor, Val: m.Author},
@@ -305,7 +292,13 @@ func newRoomDelivery(m *rooms.Message) *roomDelivery {
 			packets.UserProperty{Key: wire.PropOriginBroker, Val: m.OriginBroker},
 			packets.UserProperty{Key: wire.PropOriginID, Val: strconv.FormatUint(m.OriginID, 10)})
 	}
-	return &roomDelivery{topic: wire.RoomTopic(m.Room), props: slices.Clip(props), created: time.Now().Unix()}
+	return &encodings{pk: packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish},
+		TopicName:   wire.RoomTopic(m.Room),
+		Payload:     m.Payload(),
+		Properties:  packets.Properties{User: slices.Clip(props)},
+		Created:     time.Now().Unix(),
+	}}
 }
 
 // RoomRemoved implements rooms.Subscriber: the MQTT subscription ends too, and what was

@@ -7,6 +7,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mochi-mqtt/server/v2/system"
 
 	"github.com/roomq/roomq/metrics"
 )
@@ -26,6 +27,8 @@ type outbox struct {
 	spawn     func(func()) bool // starts the drain goroutine under the router's ownership
 	overflow  func()            // called once when the queue overflows
 	metrics   *metrics.Metrics  // counts written and dropped packets; may be nil
+	info      *system.Info      // the server's statistics, counted by writes of shared encodings
+	scratch   []byte            // the drain goroutine's buffer for a shared encoding with its packet id
 
 	mu       sync.Mutex
 	queue    []outItem
@@ -37,8 +40,9 @@ type outbox struct {
 	done     chan struct{}
 }
 
-func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, overflow func(), m *metrics.Metrics) *outbox {
+func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, overflow func(), m *metrics.Metrics, info *system.Info) *outbox {
 	return &outbox{
+		info:      info,
 		cl:        cl,
 		limit:     limit,
 		maxQueued: maxQueued,
@@ -51,17 +55,50 @@ func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, o
 	}
 }
 
-// outItem is a queued packet. When mark is set, it records id once the packet leaves the
-// queue: from then on the packet is written or, at QoS > 0, kept by Mochi for resending, so a
-// resumed session continues after it.
+// outItem is a queued packet: pk, or a packet shared with other receivers (a room message),
+// made from share.pk with this receiver's QoS and subscription identifier only when it has to
+// exist on its own (at QoS > 0, kept by Mochi for resending; or when the shared encoding does
+// not fit the client). A queue of shared packets holds no copy of them.
+//
+// When mark is set, it records id once the packet leaves the queue: from then on the packet
+// is written or, at QoS > 0, kept by Mochi for resending, so a resumed session continues
+// after it.
 type outItem struct {
-	pk   packets.Packet
-	mark *atomic.Uint64
-	id   uint64
+	pk    *packets.Packet
+	share *encodings
+	qos   byte
+	subID int    // the v5 subscription identifier of a shared packet, 0 for none
+	pid   uint16 // the packet id given when the item left the queue, at QoS > 0
+	mark  *atomic.Uint64
+	id    uint64
+}
+
+// packet returns the item's packet with its packet id.
+func (it *outItem) packet() packets.Packet {
+	if it.pk != nil {
+		pk := *it.pk
+		pk.PacketID = it.pid
+		return pk
+	}
+	pk := it.share.pk
+	pk.FixedHeader.Qos = it.qos
+	pk.PacketID = it.pid
+	if it.subID > 0 {
+		pk.Properties.SubscriptionIdentifier = []int{it.subID}
+	}
+	return pk
+}
+
+// QoS returns the QoS the item is written at.
+func (it *outItem) QoS() byte {
+	if it.pk != nil {
+		return it.pk.FixedHeader.Qos
+	}
+	return it.qos
 }
 
 // push queues pk. It never blocks.
-func (o *outbox) push(pk packets.Packet) { o.pushItem(outItem{pk: pk}) }
+func (o *outbox) push(pk packets.Packet) { o.pushItem(outItem{pk: &pk}) }
 
 // pushItem queues it. It never blocks.
 func (o *outbox) pushItem(it outItem) {
@@ -143,17 +180,17 @@ func (o *outbox) closeLocked() {
 // next takes the next packet that may be written now, waiting for quota when needed (after
 // calling beforeWait). It returns false when the queue is empty or the outbox closed, and the
 // drain loop ends.
-func (o *outbox) next(beforeWait func()) (packets.Packet, bool) {
+func (o *outbox) next(beforeWait func()) (outItem, bool) {
 	for {
 		o.mu.Lock()
 		if o.closed || len(o.queue) == 0 {
 			o.running = false
 			o.mu.Unlock()
-			return packets.Packet{}, false
+			return outItem{}, false
 		}
 		it := o.queue[0]
-		pk := it.pk
-		if pk.FixedHeader.Qos > 0 && len(o.inflight) >= o.limit {
+		qos := it.QoS()
+		if qos > 0 && len(o.inflight) >= o.limit {
 			o.mu.Unlock()
 			beforeWait()
 			select {
@@ -167,23 +204,23 @@ func (o *outbox) next(beforeWait func()) (packets.Packet, bool) {
 		if len(o.queue) == 0 {
 			o.queue = nil // let the backing array go
 		}
-		if pk.FixedHeader.Qos > 0 {
+		if qos > 0 {
 			id, ok := o.packetIDLocked() // [MQTT-2.2.1-4]
 			if !ok {
 				o.mu.Unlock()
 				o.metrics.Dropped(metrics.DropNoPacketID)
 				continue // no free packet id: the packet is dropped, as Mochi does
 			}
-			pk.PacketID = id
-			o.inflight[pk.PacketID] = struct{}{}
-			o.cl.State.Inflight.Set(pk) // [MQTT-4.3.2-3] resent on reconnect, released by PUBACK
+			it.pid = id
+			o.inflight[id] = struct{}{}
+			o.cl.State.Inflight.Set(it.packet()) // [MQTT-4.3.2-3] resent on reconnect, released by PUBACK
 			o.cl.State.Inflight.DecreaseSendQuota()
 		}
 		if it.mark != nil {
 			it.mark.Store(it.id)
 		}
 		o.mu.Unlock()
-		return pk, true
+		return it, true
 	}
 }
 
@@ -212,6 +249,17 @@ func (o *outbox) packetIDLocked() (uint16, bool) {
 	return 0, false
 }
 
+// write writes it: a shared packet's shared encoding when there is one that fits the client,
+// else through Mochi's Client.WritePacket.
+func (o *outbox) write(it *outItem) error {
+	if it.share != nil && (it.subID == 0 || o.cl.Properties.ProtocolVersion < 5) {
+		if e := it.share.get(o.cl.Properties.ProtocolVersion, it.qos); e != nil && e.fits(o.cl) {
+			return writeEncoded(o.cl, o.info, e, it.pid, &o.scratch)
+		}
+	}
+	return o.cl.WritePacket(it.packet())
+}
+
 // batchWriter is a connection that gathers the writes between StartBatch and EndBatch into
 // fewer system calls (the broker's TCP and TLS connections are).
 type batchWriter interface {
@@ -233,7 +281,7 @@ func (o *outbox) drain() {
 		return bw.EndBatch()
 	}
 	for {
-		pk, ok := o.next(func() {
+		it, ok := o.next(func() {
 			if endBatch() != nil {
 				o.close()
 			}
@@ -248,16 +296,16 @@ func (o *outbox) drain() {
 			bw.StartBatch()
 			batching = true
 		}
-		err := o.cl.WritePacket(pk)
+		err := o.write(&it)
 		switch {
 		case err == nil:
 			o.metrics.MessageOut()
 		case errors.Is(err, packets.ErrPacketTooLarge):
 			// [MQTT-3.1.2-25]: a packet over the client's Maximum Packet Size is discarded.
 			o.metrics.Dropped(metrics.DropTooLarge)
-			if pk.FixedHeader.Qos > 0 {
-				o.cl.State.Inflight.Delete(pk.PacketID)
-				o.complete(pk.PacketID)
+			if it.QoS() > 0 {
+				o.cl.State.Inflight.Delete(it.pid)
+				o.complete(it.pid)
 			}
 		default:
 			_ = endBatch()

@@ -294,7 +294,7 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		r.opts.Metrics.Dropped(metrics.DropSlowConsumer)
 		r.log.Warn("slow consumer disconnected", logKeyClient, cl.ID, logKeyUser, id.User, "queued", r.opts.MaxQueued)
 		r.spawn(func() { cl.Stop(packets.ErrQuotaExceeded) })
-	}, r.opts.Metrics)
+	}, r.opts.Metrics, r.srv.Info)
 	c.session = &devices.Session{
 		ClientID:    cl.ID,
 		ID:          xid.New().String(),
