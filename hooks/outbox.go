@@ -31,7 +31,8 @@ type outbox struct {
 	scratch   []byte            // the drain goroutine's buffer for a shared encoding with its packet id
 
 	mu       sync.Mutex
-	queue    []outItem
+	queue    []outItem // queue[head:] waits; queue[:head] was taken (zeroed)
+	head     int
 	inflight map[uint16]struct{}
 	nextID   uint16 // the last packet id used
 	running  bool
@@ -66,11 +67,11 @@ func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, o
 type outItem struct {
 	pk    *packets.Packet
 	share *encodings
-	qos   byte
-	subID int    // the v5 subscription identifier of a shared packet, 0 for none
-	pid   uint16 // the packet id given when the item left the queue, at QoS > 0
 	mark  *atomic.Uint64
 	id    uint64
+	subID int    // the v5 subscription identifier of a shared packet, 0 for none
+	pid   uint16 // the packet id given when the item left the queue, at QoS > 0
+	qos   byte
 }
 
 // packet returns the item's packet with its packet id.
@@ -107,11 +108,16 @@ func (o *outbox) pushItem(it outItem) {
 		o.mu.Unlock()
 		return
 	}
-	if len(o.queue) >= o.maxQueued {
+	if len(o.queue)-o.head >= o.maxQueued {
 		o.closeLocked()
 		o.mu.Unlock()
 		o.overflow()
 		return
+	}
+	if o.head > 0 && o.head >= len(o.queue)/2 && len(o.queue) == cap(o.queue) {
+		n := copy(o.queue, o.queue[o.head:]) // reuse the taken half rather than grow
+		clear(o.queue[n:])
+		o.queue, o.head = o.queue[:n], 0
 	}
 	o.queue = append(o.queue, it)
 	if o.running {
@@ -141,13 +147,13 @@ func (o *outbox) drop(mark *atomic.Uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	kept := o.queue[:0]
-	for _, it := range o.queue {
+	for _, it := range o.queue[o.head:] {
 		if it.mark != mark {
 			kept = append(kept, it)
 		}
 	}
 	clear(o.queue[len(kept):])
-	o.queue = kept
+	o.queue, o.head = kept, 0
 }
 
 // complete releases the quota of an acknowledged packet.
@@ -172,7 +178,7 @@ func (o *outbox) close() {
 func (o *outbox) closeLocked() {
 	if !o.closed {
 		o.closed = true
-		o.queue = nil
+		o.queue, o.head = nil, 0
 		close(o.done)
 	}
 }
@@ -183,12 +189,12 @@ func (o *outbox) closeLocked() {
 func (o *outbox) next(beforeWait func()) (outItem, bool) {
 	for {
 		o.mu.Lock()
-		if o.closed || len(o.queue) == 0 {
+		if o.closed || o.head == len(o.queue) {
 			o.running = false
 			o.mu.Unlock()
 			return outItem{}, false
 		}
-		it := o.queue[0]
+		it := o.queue[o.head]
 		qos := it.QoS()
 		if qos > 0 && len(o.inflight) >= o.limit {
 			o.mu.Unlock()
@@ -199,10 +205,15 @@ func (o *outbox) next(beforeWait func()) (outItem, bool) {
 			}
 			continue
 		}
-		o.queue[0] = outItem{}
-		o.queue = o.queue[1:]
-		if len(o.queue) == 0 {
-			o.queue = nil // let the backing array go
+		o.queue[o.head] = outItem{}
+		o.head++
+		if o.head == len(o.queue) { // empty: keep a small array for the next packets
+			o.head = 0
+			if cap(o.queue) > keptQueueCap {
+				o.queue = nil
+			} else {
+				o.queue = o.queue[:0]
+			}
 		}
 		if qos > 0 {
 			id, ok := o.packetIDLocked() // [MQTT-2.2.1-4]
@@ -223,6 +234,9 @@ func (o *outbox) next(beforeWait func()) (outItem, bool) {
 		return it, true
 	}
 }
+
+// keptQueueCap is the largest queue array an empty outbox keeps for its next packets.
+const keptQueueCap = 16
 
 // Packet ids of the outbox come from the upper half of the id space. Mochi v2.7.9 keeps the
 // ids of a client's packets and of the server's packets in one inflight map, and checks a
