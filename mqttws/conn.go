@@ -15,8 +15,9 @@ import (
 const closeGrace = time.Second
 
 // conn presents a WebSocket connection as the byte stream Mochi reads MQTT packets from.
-// Every Write is one binary message; Read runs across message boundaries, because MQTT
-// packets need not be aligned with messages [MQTT-6.0.0-2].
+// Every Write is one binary message, except between StartBatch and EndBatch, where the writes
+// are gathered into one message; Read runs across message boundaries, because MQTT packets
+// need not be aligned with messages [MQTT-6.0.0-2].
 //
 // Mochi reads from one goroutine and writes from others; gorilla allows one reader and one
 // writer at a time, which rmu and wmu guarantee. Close may be called from any goroutine.
@@ -34,8 +35,11 @@ type conn struct {
 	r    io.Reader  // the message being read, nil between messages
 	rerr error      // sticky read error set by this wrapper
 
-	wmu sync.Mutex                // serialises writes and the deadline gorilla applies to them
-	wdl atomic.Pointer[time.Time] // write deadline for the next Write; nil for none
+	wmu      sync.Mutex                // serialises writes and the deadline gorilla applies to them
+	wdl      atomic.Pointer[time.Time] // write deadline for the next Write; nil for none
+	batching bool                      // guarded by wmu: writes go to batch
+	batch    []byte                    // guarded by wmu: the gathered writes
+	berr     error                     // guarded by wmu: the first error of a gathered write
 
 	closeOnce sync.Once
 	closeErr  error
@@ -103,23 +107,71 @@ func (c *conn) readFailed(err error) error {
 	return err
 }
 
-// Write sends p as one binary message.
+// Write sends p as one binary message, or adds it to the current batch.
 func (c *conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.berr != nil {
+		return 0, c.berr
+	}
+	if c.batching {
+		c.batch = append(c.batch, p...)
+		if len(c.batch) >= batchLimit {
+			c.flushLocked()
+		}
+		return len(p), c.berr
+	}
+	if err := c.writeLocked(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// batchLimit is how many bytes a batch gathers before they are sent anyway.
+const batchLimit = 32 << 10
+
+// StartBatch gathers the following writes into one message, sent by EndBatch (or earlier,
+// past batchLimit bytes). The broker's outbox uses it to send the packets it has queued for a
+// connection together: one message and one system call where one per packet would be made.
+func (c *conn) StartBatch() {
+	c.wmu.Lock()
+	c.batching = true
+	c.wmu.Unlock()
+}
+
+// EndBatch sends what was gathered and returns the first error of the batch.
+func (c *conn) EndBatch() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.batching = false
+	c.flushLocked()
+	return c.berr
+}
+
+// flushLocked sends the gathered bytes as one message. Lock wmu must be held.
+func (c *conn) flushLocked() {
+	if len(c.batch) > 0 && c.berr == nil {
+		c.berr = c.writeLocked(c.batch)
+	}
+	if cap(c.batch) > 2*batchLimit {
+		c.batch = nil
+	} else {
+		c.batch = c.batch[:0]
+	}
+}
+
+// writeLocked sends p as one binary message. Lock wmu must be held.
+func (c *conn) writeLocked(p []byte) error {
 	var dl time.Time
 	if t := c.wdl.Load(); t != nil {
 		dl = *t
 	}
 	// gorilla keeps the write deadline in an unguarded field, so set it only under wmu.
 	_ = c.ws.SetWriteDeadline(dl)
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	return c.ws.WriteMessage(websocket.BinaryMessage, p)
 }
 
 // Close sends a close message (1000, or 1001 when the listener is shutting down) and closes
