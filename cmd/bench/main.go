@@ -70,9 +70,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // stopTimeout bounds stopping a broker started here.
 const stopTimeout = 15 * time.Second
 
-// runTarget starts (or names) one target, runs the scenario against it and stops it.
-func runTarget(ctx context.Context, cfg *Config, name string, log *slog.Logger) Result {
-	res := Result{Target: name, Scenario: cfg.Scenario}
+// runTarget starts (or names) one target, runs the scenario against it and stops it. A
+// broker that does not stop cleanly (it crashed, had to be killed, or its child process found
+// a data race under -race) fails the run.
+func runTarget(ctx context.Context, cfg *Config, name string, log *slog.Logger) (res Result) {
+	res = Result{Target: name, Scenario: cfg.Scenario}
 	log.Info("starting target", "target", name, "scenario", cfg.Scenario)
 	t, err := startTarget(ctx, name, cfg, cfg.roomNames())
 	if errors.Is(err, errSkipped) {
@@ -89,7 +91,10 @@ func runTarget(ctx context.Context, cfg *Config, name string, log *slog.Logger) 
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 		defer cancel()
 		if err := t.stop(sctx); err != nil {
-			log.Warn("stop target", "target", name, "error", err)
+			log.Error("stop target", "target", name, "error", err)
+			if res.Error == "" {
+				res.Error = err.Error()
+			}
 		}
 	}()
 	res.URL = t.url
