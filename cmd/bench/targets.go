@@ -110,8 +110,9 @@ func startGoBroker(ctx context.Context, name string, cfg *Config, roomNames []st
 	return spec.start(ctx, stopRedis)
 }
 
-// start starts the broker of s in this process; stopExtra, when not nil, runs after the
-// broker stopped or failed to start.
+// start starts the broker of s in this process. stopExtra stops the redis-server of
+// roomq-redis (nil for the other targets): it runs after the broker stopped or failed to
+// start.
 func (s brokerSpec) start(ctx context.Context, stopExtra func()) (*target, error) {
 	cfg := &Config{Transport: s.Transport}
 	switch s.Target {
