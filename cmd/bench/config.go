@@ -32,6 +32,9 @@ type Config struct {
 	Targets []string `json:"targets,omitempty"`
 	// Transport is tcp or ws, for the brokers the tool starts.
 	Transport string `json:"transport"`
+	// Isolate runs the Go brokers the tool starts (roomq-memory, roomq-redis, mochi) in a
+	// child process instead of the tool's own.
+	Isolate bool `json:"isolate"`
 	// TopicMode is room or plain, for brokers named by URL.
 	TopicMode string `json:"topicMode"`
 	// Duration is the length of the load phase; Count, when not 0, ends it earlier (messages
@@ -103,6 +106,7 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs.BoolVar(&cfg.Compare, "compare", false, "run the scenario against every target of -targets and print ratios vs plain Mochi")
 	fs.StringVar(&targets, "targets", strings.Join(builtinTargets, ","), "comma-separated targets of -compare")
 	fs.StringVar(&cfg.Transport, "transport", "tcp", "transport to brokers started here: tcp or ws")
+	fs.BoolVar(&cfg.Isolate, "isolate", true, "run roomq-memory, roomq-redis and mochi in a child process of the tool, as mosquitto runs: their own Go runtime, garbage collector and CPU profile, mem/conn their RSS; false: inside the tool's process, sharing its runtime with the clients (the method before)")
 	fs.StringVar(&cfg.TopicMode, "topic-mode", "room", "for URL targets: room (roomq rooms/{room}, $rpc) or plain (bench/{room})")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "load phase length")
 	fs.IntVar(&cfg.Count, "count", 0, "messages per publisher, requests per RPC client, or resumes per subscriber (0: until -duration)")
@@ -127,7 +131,7 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&cfg.User, "user", "bench", "user name prefix of the clients")
 	fs.StringVar(&cfg.Password, "password", "", "password of the clients")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the report as JSON")
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run against an in-process broker to this file (with -compare: one file per target, name suffixed)")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile to this file: of the Go broker's child process (only the broker), or with -isolate=false of the whole tool (broker and clients); none for mosquitto or URL targets (with -compare: one file per target, name suffixed)")
 	fs.BoolVar(&cfg.Quiet, "quiet", false, "no progress lines")
 
 	if len(args) > 0 && args[0] == "compare" {
@@ -205,6 +209,15 @@ func (c *Config) roomNames() []string {
 		return names
 	}
 	return []string{c.Room}
+}
+
+// profilePath returns the CPU profile file of the run against target: -cpuprofile, suffixed
+// with the target's name when -compare runs several targets; "" without -cpuprofile.
+func (c *Config) profilePath(target string) string {
+	if c.CPUProfile != "" && c.Compare && len(c.Targets) > 1 {
+		return c.CPUProfile + "." + target
+	}
+	return c.CPUProfile
 }
 
 // topic returns the topic of room on t: rooms/{room} on roomq, bench/{room} elsewhere.

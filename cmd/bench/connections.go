@@ -32,8 +32,12 @@ func runConnections(ctx context.Context, cfg *Config, t *target, log *slog.Logge
 		log.Warn("the file limit may be too low for the broker and the clients in one process", "limit", n, "conns", cfg.Conns)
 	}
 	var mem0 uint64
-	if t.memory != nil {
-		mem0 = t.memory()
+	memory := t.memory
+	if memory != nil {
+		if mem0, err = memory(); err != nil {
+			log.Warn("broker memory not measured", "target", t.name, "error", err)
+			memory = nil
+		}
 	}
 	var errs errorLog
 	conns := make([]net.Conn, cfg.Conns)
@@ -103,12 +107,14 @@ func runConnections(ctx context.Context, cfg *Config, t *target, log *slog.Logge
 	res.Rate = float64(res.Delivered) / res.Seconds
 	res.SendRate = float64(res.Sent) / res.Seconds
 	res.Latency = hist.summary()
-	if t.memory != nil && res.Delivered > 0 {
+	if memory != nil && res.Delivered > 0 {
 		select {
 		case <-ctx.Done():
 		case <-time.After(settleTime):
 		}
-		if mem1 := t.memory(); mem1 > mem0 {
+		if mem1, err := memory(); err != nil {
+			log.Warn("broker memory not measured", "target", t.name, "error", err)
+		} else if mem1 > mem0 {
 			res.MemPerConn = float64(mem1-mem0) / float64(res.Delivered)
 			res.MemKind = t.memoryKind
 			res.Notes = append(res.Notes, fmt.Sprintf("memory per connection: %s growth / %d connections", t.memoryKind, res.Delivered))

@@ -15,6 +15,12 @@
 //	connections  N idle connections opened at a rate; broker memory per connection
 //	resume       subscribers disconnect and resume with since; gaps and duplicates
 //
+// The Go brokers it starts (roomq-memory, roomq-redis, mochi) run by default in a child
+// process, as Mosquitto does: the tool runs its own executable again with ROOMQ_BENCH_CHILD
+// set (child.go), so that the broker has its own Go runtime, garbage collector, file limit and
+// CPU profile, and the memory per connection is the child's resident set. -isolate=false runs
+// them inside the tool's process instead.
+//
 // Every payload starts with the publisher, a sequence number and the send time, so that
 // receivers count losses and duplicates and measure latency. Each run ends by itself after
 // -duration (or -count), plus -drain for outstanding deliveries.

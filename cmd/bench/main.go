@@ -9,12 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"syscall"
 	"time"
 )
 
 func main() {
+	childMain()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if ctx.Err() != nil {
 			break
 		}
-		res := runTarget(ctx, cfg, name, len(targets) > 1, log)
+		res := runTarget(ctx, cfg, name, log)
 		failed = failed || res.Error != ""
 		report.Results = append(report.Results, res)
 	}
@@ -70,9 +70,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // stopTimeout bounds stopping a broker started here.
 const stopTimeout = 15 * time.Second
 
-// runTarget starts (or names) one target, runs the scenario against it and stops it.
-func runTarget(ctx context.Context, cfg *Config, name string, several bool, log *slog.Logger) Result {
-	res := Result{Target: name, Scenario: cfg.Scenario}
+// runTarget starts (or names) one target, runs the scenario against it and stops it. A
+// broker that does not stop cleanly (it crashed, had to be killed, or its child process found
+// a data race under -race) fails the run.
+func runTarget(ctx context.Context, cfg *Config, name string, log *slog.Logger) (res Result) {
+	res = Result{Target: name, Scenario: cfg.Scenario}
 	log.Info("starting target", "target", name, "scenario", cfg.Scenario)
 	t, err := startTarget(ctx, name, cfg, cfg.roomNames())
 	if errors.Is(err, errSkipped) {
@@ -89,7 +91,10 @@ func runTarget(ctx context.Context, cfg *Config, name string, several bool, log 
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 		defer cancel()
 		if err := t.stop(sctx); err != nil {
-			log.Warn("stop target", "target", name, "error", err)
+			log.Error("stop target", "target", name, "error", err)
+			if res.Error == "" {
+				res.Error = err.Error()
+			}
 		}
 	}()
 	res.URL = t.url
@@ -97,28 +102,23 @@ func runTarget(ctx context.Context, cfg *Config, name string, several bool, log 
 		res.Skipped = why
 		return res
 	}
-	if t.rooms && !t.inProcess && cfg.Scenario != scenarioConnections {
+	if t.rooms && !t.roomsReady && cfg.Scenario != scenarioConnections {
 		if err := createRooms(ctx, t.url, cfg, cfg.roomNames(), log); err != nil {
 			res.Error = err.Error()
 			return res
 		}
 	}
-	if cfg.CPUProfile != "" && t.inProcess {
-		path := cfg.CPUProfile
-		if several {
-			path += "." + name
-		}
-		f, err := os.Create(path)
+	if path := cfg.profilePath(name); path != "" && t.inProcess {
+		stopProfile, err := startProfile(path)
 		if err != nil {
-			res.Error = fmt.Sprintf("cpu profile: %v", err)
+			res.Error = err.Error()
 			return res
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			res.Error = fmt.Sprintf("cpu profile: %v", err)
-			return res
-		}
-		defer pprof.StopCPUProfile()
+		defer func() {
+			if err := stopProfile(); err != nil {
+				log.Warn("stop the cpu profile", "target", name, "error", err)
+			}
+		}()
 	}
 	out, err := runScenario(ctx, cfg, t, log)
 	out.Target, out.URL, out.Scenario = res.Target, res.URL, res.Scenario

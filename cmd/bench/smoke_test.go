@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,13 +34,41 @@ func runJSON(t *testing.T, args ...string) Report {
 	return rep
 }
 
-// TestSmoke runs a short QoS 1 fan-out against roomq (memory store) and plain Mochi and checks
-// that every message was delivered. It makes no timing assertion.
+// TestMain runs the test binary as a broker child when the tests start one (the binary is
+// then the executable that startChild runs again), and the tests otherwise.
+func TestMain(m *testing.M) {
+	childMain()
+	os.Exit(m.Run())
+}
+
+// TestSmoke runs a short QoS 1 fan-out against roomq (memory store) and plain Mochi, each in
+// a child process (the default), and checks that every message was delivered. It makes no
+// timing assertion.
 func TestSmoke(t *testing.T) {
 	before := runtime.NumGoroutine()
 	defer checkGoroutines(t, before)
+	defer checkNoChildren(t)
 	rep := runJSON(t, "compare", "fanout", "-targets", "roomq-memory,mochi",
 		"-publishers", "2", "-subscribers", "5", "-qos", "1", "-rate", "200", "-duration", "2s")
+	if !rep.Config.Isolate {
+		t.Error("the brokers did not run in child processes")
+	}
+	checkFanout(t, rep, 5)
+}
+
+// TestSmokeInProcess is TestSmoke with the brokers in the tool's process (-isolate=false).
+func TestSmokeInProcess(t *testing.T) {
+	before := runtime.NumGoroutine()
+	defer checkGoroutines(t, before)
+	rep := runJSON(t, "compare", "fanout", "-targets", "roomq-memory,mochi", "-isolate=false",
+		"-publishers", "2", "-subscribers", "5", "-qos", "1", "-rate", "200", "-duration", "1s")
+	checkFanout(t, rep, 5)
+}
+
+// checkFanout checks the fan-out results of rep against roomq-memory and mochi with
+// subscribers subscribers: no error, loss, duplicate or missing latency sample.
+func checkFanout(t *testing.T, rep Report, subscribers uint64) {
+	t.Helper()
 	if len(rep.Results) != 2 {
 		t.Fatalf("got %d results, want 2", len(rep.Results))
 	}
@@ -50,11 +82,46 @@ func TestSmoke(t *testing.T) {
 		if r.Lost != 0 || r.Duplicates != 0 || r.Errors != 0 {
 			t.Errorf("%s: lost %d, duplicates %d, errors %d (%v)", r.Target, r.Lost, r.Duplicates, r.Errors, r.FirstErrors)
 		}
-		if r.Expected != r.Acked*5 {
-			t.Errorf("%s: expected %d deliveries for %d acknowledged messages and 5 subscribers", r.Target, r.Expected, r.Acked)
+		if r.Expected != r.Acked*subscribers {
+			t.Errorf("%s: expected %d deliveries for %d acknowledged messages and %d subscribers", r.Target, r.Expected, r.Acked, subscribers)
 		}
 		if r.Latency.Count != r.Delivered {
 			t.Errorf("%s: %d latency samples for %d deliveries", r.Target, r.Latency.Count, r.Delivered)
+		}
+	}
+}
+
+// TestConnectionsMemory opens connections to roomq in a child process and checks that the
+// report has its memory per connection, as the child's resident set.
+func TestConnectionsMemory(t *testing.T) {
+	before := runtime.NumGoroutine()
+	defer checkGoroutines(t, before)
+	defer checkNoChildren(t)
+	rep := runJSON(t, "connections", "-target", "roomq-memory", "-conns", "300", "-conn-rate", "1000", "-duration", "5s")
+	r := rep.Results[0]
+	if r.Error != "" || r.Delivered != 300 {
+		t.Fatalf("%+v", r)
+	}
+	if r.MemPerConn <= 0 || r.MemKind != childMemoryKind {
+		t.Errorf("memory per connection %.0f bytes, measured as %q; want > 0, as %q", r.MemPerConn, r.MemKind, childMemoryKind)
+	}
+}
+
+// checkNoChildren fails the test if a child process of the test is still there: every
+// broker child and redis-server was stopped and waited for. It checks nothing without /proc.
+func checkNoChildren(t *testing.T) {
+	t.Helper()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // the process ended meanwhile
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) >= 2 && f[1] == strconv.Itoa(os.Getpid()) {
+			t.Errorf("child process left: %s", strings.TrimSpace(s[:strings.LastIndexByte(s, ')')+1]))
 		}
 	}
 }
@@ -93,6 +160,7 @@ func TestScenariosSmoke(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := runtime.NumGoroutine()
 			defer checkGoroutines(t, before)
+			defer checkNoChildren(t)
 			rep := runJSON(t, tc.args...)
 			r := rep.Results[0]
 			if r.Error != "" || r.Delivered < tc.min || r.Lost != 0 || r.Duplicates != 0 || r.Gaps != 0 || r.Errors != 0 {

@@ -51,24 +51,22 @@ type target struct {
 	rooms bool
 	// memory returns the broker's memory in bytes, when it can be measured: the Go heap and
 	// stacks of an in-process broker, or the resident size of a child process.
-	memory     func() uint64
+	memory     func() (uint64, error)
 	memoryKind string
 	// inProcess is true when the broker runs inside this process (it shares the CPU
 	// profile and the Go runtime with the clients).
 	inProcess bool
-	stop      func(context.Context) error
+	// roomsReady is true when the rooms of the run were created as the broker started.
+	roomsReady bool
+	stop       func(context.Context) error
 }
 
 // startTarget starts or names the broker called name: a built-in name or a broker URL.
 // roomNames lists the rooms a roomq broker started here must have.
 func startTarget(ctx context.Context, name string, cfg *Config, roomNames []string) (*target, error) {
 	switch name {
-	case targetRoomqMemory:
-		return startRoomq(ctx, name, cfg, roomNames, store.NewMemory(), nil)
-	case targetRoomqRedis:
-		return startRoomqRedis(ctx, cfg, roomNames)
-	case targetMochi:
-		return startMochi(cfg)
+	case targetRoomqMemory, targetRoomqRedis, targetMochi:
+		return startGoBroker(ctx, name, cfg, roomNames)
 	case targetMosquitto:
 		return startMosquitto(ctx, cfg)
 	}
@@ -78,17 +76,70 @@ func startTarget(ctx context.Context, name string, cfg *Config, roomNames []stri
 	return nil, fmt.Errorf("unknown target %q (want %s or a tcp:// or ws:// URL)", name, strings.Join(builtinTargets, ", "))
 }
 
+// brokerSpec is a Go broker to start: in this process, or in a child process that gets the
+// spec as JSON in the environment variable childEnv.
+type brokerSpec struct {
+	// Target is roomq-memory, roomq-redis or mochi.
+	Target string `json:"target"`
+	// Transport is tcp or ws: the listener the broker's URL names.
+	Transport string `json:"transport"`
+	// Rooms are created at start with the binary checker (roomq only).
+	Rooms []string `json:"rooms,omitempty"`
+	// RedisAddr is the host:port of the redis-server of roomq-redis.
+	RedisAddr string `json:"redisAddr,omitempty"`
+	// CPUProfile, when set, is the file of a child's CPU profile, from its start to its stop.
+	CPUProfile string `json:"cpuProfile,omitempty"`
+}
+
+// startGoBroker starts roomq or Mochi in a child process (cfg.Isolate) or in this process.
+// The redis-server of roomq-redis is always a child of this process.
+func startGoBroker(ctx context.Context, name string, cfg *Config, roomNames []string) (*target, error) {
+	spec := brokerSpec{Target: name, Transport: cfg.Transport, Rooms: roomNames}
+	var stopRedis func()
+	if name == targetRoomqRedis {
+		addr, stop, err := startRedis(ctx)
+		if err != nil {
+			return nil, err
+		}
+		spec.RedisAddr, stopRedis = addr, stop
+	}
+	if cfg.Isolate {
+		spec.CPUProfile = cfg.profilePath(name)
+		return startChild(ctx, spec, stopRedis)
+	}
+	return spec.start(ctx, stopRedis)
+}
+
+// start starts the broker of s in this process. stopExtra stops the redis-server of
+// roomq-redis (nil for the other targets): it runs after the broker stopped or failed to
+// start.
+func (s brokerSpec) start(ctx context.Context, stopExtra func()) (*target, error) {
+	cfg := &Config{Transport: s.Transport}
+	switch s.Target {
+	case targetRoomqMemory:
+		return startRoomq(ctx, s.Target, cfg, s.Rooms, store.NewMemory(), stopExtra)
+	case targetRoomqRedis:
+		return startRoomqRedis(ctx, cfg, s.Rooms, s.RedisAddr, stopExtra)
+	case targetMochi:
+		return startMochi(cfg)
+	}
+	if stopExtra != nil {
+		stopExtra()
+	}
+	return nil, fmt.Errorf("unknown Go broker %q", s.Target)
+}
+
 // brokerLogger is the logger of the brokers started here: errors only.
 func brokerLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
 // inProcessMemory returns the Go heap and stack in use.
-func inProcessMemory() uint64 {
+func inProcessMemory() (uint64, error) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse + ms.StackInuse
+	return ms.HeapInuse + ms.StackInuse, nil
 }
 
 // startRoomq starts this project's broker in-process on st, in development auth mode, with
@@ -122,7 +173,7 @@ func startRoomq(ctx context.Context, name string, cfg *Config, roomNames []strin
 		u = "ws://" + b.HTTPAddr() + "/mqtt"
 	}
 	return &target{
-		name: name, url: u, rooms: true, inProcess: true,
+		name: name, url: u, rooms: true, inProcess: true, roomsReady: true,
 		memory: inProcessMemory, memoryKind: "Go HeapInuse+StackInuse",
 		stop: func(ctx context.Context) error {
 			err := b.Shutdown(ctx)
@@ -137,30 +188,42 @@ func startRoomq(ctx context.Context, name string, cfg *Config, roomNames []strin
 	}, nil
 }
 
-// startRoomqRedis starts a private redis-server and this project's broker on it.
-func startRoomqRedis(ctx context.Context, cfg *Config, roomNames []string) (*target, error) {
+// startRedis starts a private redis-server on a free port and returns its address and the
+// function that stops it.
+func startRedis(ctx context.Context) (string, func(), error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return nil, fmt.Errorf("%w: redis-server is not installed", errSkipped)
+		return "", nil, fmt.Errorf("%w: redis-server is not installed", errSkipped)
 	}
 	port, err := freePort()
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	p, err := startProcess("redis", bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no")
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	if err := waitTCP(ctx, addr); err != nil {
 		p.stop()
-		return nil, fmt.Errorf("start redis-server: %w (%s)", err, p.output())
+		return "", nil, fmt.Errorf("start redis-server: %w (%s)", err, p.output())
+	}
+	return addr, p.stop, nil
+}
+
+// startRoomqRedis starts this project's broker on the Redis at addr; stopExtra, when not
+// nil, runs after the broker stopped or failed to start.
+func startRoomqRedis(ctx context.Context, cfg *Config, roomNames []string, addr string, stopExtra func()) (*target, error) {
+	fail := func(err error) (*target, error) {
+		if stopExtra != nil {
+			stopExtra()
+		}
+		return nil, err
 	}
 	client, err := store.NewRedisClient([]string{"redis://" + addr})
 	if err != nil {
-		p.stop()
-		return nil, fmt.Errorf("redis client: %w", err)
+		return fail(fmt.Errorf("redis client: %w", err))
 	}
 	var st *store.Redis
 	for deadline := time.Now().Add(5 * time.Second); ; { // the port opens before Redis loads
@@ -172,10 +235,9 @@ func startRoomqRedis(ctx context.Context, cfg *Config, roomNames []string) (*tar
 	}
 	if err != nil {
 		_ = client.Close()
-		p.stop()
-		return nil, fmt.Errorf("redis store: %w", err)
+		return fail(fmt.Errorf("redis store: %w", err))
 	}
-	return startRoomq(ctx, targetRoomqRedis, cfg, roomNames, st, p.stop)
+	return startRoomq(ctx, targetRoomqRedis, cfg, roomNames, st, stopExtra)
 }
 
 // startMochi starts plain Mochi MQTT in-process with no hooks but auth.AllowHook: the baseline.
@@ -277,7 +339,7 @@ func startMosquitto(ctx context.Context, cfg *Config) (*target, error) {
 	}
 	return &target{
 		name: targetMosquitto, url: u,
-		memory: func() uint64 { return rss(p.cmd.Process.Pid) }, memoryKind: "process RSS",
+		memory: func() (uint64, error) { return rss(p.cmd.Process.Pid) }, memoryKind: "process RSS",
 		stop: func(context.Context) error {
 			p.stop()
 			return os.RemoveAll(dir)
@@ -290,6 +352,8 @@ type process struct {
 	cmd  *exec.Cmd
 	out  *lockedBuffer
 	done chan struct{}
+	// err is how the process exited, set before done is closed.
+	err error
 }
 
 // startProcess starts bin with args; its output is kept for error messages. The process lives
@@ -298,15 +362,34 @@ func startProcess(name, bin string, args ...string) (*process, error) {
 	cmd := exec.Command(bin, args...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
+	return runProcess(name, cmd, out)
+}
+
+// runProcess starts cmd, which writes its messages to out. A goroutine waits for the process
+// to exit and then closes done: it ends with the process, which stop or wait ensure.
+func runProcess(name string, cmd *exec.Cmd, out *lockedBuffer) (*process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &process{cmd: cmd, out: out, done: make(chan struct{})}
 	go func() {
-		_ = cmd.Wait()
+		p.err = cmd.Wait()
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// wait waits for the process to exit, or kills it when ctx ends first, and returns how it
+// exited.
+func (p *process) wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("killed: %w", ctx.Err())
+	}
 }
 
 // lockedBuffer is a bytes.Buffer safe for concurrent writes.
@@ -365,18 +448,21 @@ func waitTCP(ctx context.Context, addr string) error {
 	}
 }
 
-// rss returns the resident set size of process pid, 0 when unknown.
-func rss(pid int) uint64 {
+// rss returns the resident set size of process pid.
+func rss(pid int) (uint64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return 0, fmt.Errorf("resident set size: %w", err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseUint(f[1], 10, 64)
-			return kb * 1024
+			kb, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("resident set size: %w", err)
+			}
+			return kb * 1024, nil
 		}
 	}
-	return 0
+	return 0, fmt.Errorf("resident set size: no VmRSS in /proc/%d/status", pid)
 }
