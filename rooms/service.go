@@ -662,6 +662,28 @@ func (s *Service) History(ctx context.Context, room string, after uint64, limit 
 	return s.wrap(ctx, room, msgs)
 }
 
+// HistoryList is History without wrapping the messages for delivery: what a history read
+// answers, encoded from the stored messages (see MessageList).
+func (s *Service) HistoryList(ctx context.Context, room string, after uint64, limit int) (MessageList, error) {
+	if limit <= 0 || limit > s.maxGet {
+		limit = s.maxGet
+	}
+	msgs, err := s.store.Range(ctx, room, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("history of room %q: %w", room, err)
+	}
+	return msgs, nil
+}
+
+// RecentList is Recent without wrapping the messages for delivery (see MessageList).
+func (s *Service) RecentList(ctx context.Context, room string) (MessageList, error) {
+	msgs, err := s.store.Recent(ctx, room, s.maxGet)
+	if err != nil {
+		return nil, fmt.Errorf("recent history of room %q: %w", room, err)
+	}
+	return msgs, nil
+}
+
 // Recent returns the newest HistoryMaxGetMessages messages, ascending.
 func (s *Service) Recent(ctx context.Context, room string) ([]*Message, error) {
 	msgs, err := s.store.Recent(ctx, room, s.maxGet)
