@@ -254,12 +254,6 @@ func (s *Service) roomHistoryInfo(ctx context.Context, c Caller, args json.RawMe
 	return s.rooms.HistoryInfo(ctx, a.Room.Name)
 }
 
-// historyJSON returns the JSON array of a history read, built in one buffer from the stored
-// messages (valid and compact already) without encoding them again.
-func historyJSON(msgs rooms.MessageList) json.RawMessage {
-	return msgs.AppendJSON(make([]byte, 0, msgs.JSONSizeHint()))
-}
-
 func (s *Service) roomHistoryGet(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
 	var a struct {
 		Room  string `json:"room"`
@@ -275,11 +269,11 @@ func (s *Service) roomHistoryGet(ctx context.Context, c Caller, args json.RawMes
 	if _, err := s.readable(ctx, c, a.Room); err != nil {
 		return nil, err
 	}
-	msgs, err := s.rooms.HistoryList(ctx, a.Room, a.ID, a.Limit)
+	msgs, err := s.rooms.HistoryJSON(ctx, a.Room, a.ID, a.Limit)
 	if err != nil {
 		return nil, err
 	}
-	return historyJSON(msgs), nil
+	return msgs, nil
 }
 
 func (s *Service) roomRecentHistory(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
@@ -287,11 +281,11 @@ func (s *Service) roomRecentHistory(ctx context.Context, c Caller, args json.Raw
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := s.rooms.RecentList(ctx, a.Room.Name)
+	msgs, err := s.rooms.RecentJSON(ctx, a.Room.Name)
 	if err != nil {
 		return nil, err
 	}
-	return historyJSON(msgs), nil
+	return msgs, nil
 }
 
 // MaxListedRooms caps the rooms that roomList returns.
