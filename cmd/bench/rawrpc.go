@@ -234,8 +234,9 @@ func (q *rawRequester) readPacket() (byte, []byte, error) {
 	return first, body, nil
 }
 
-// close sends DISCONNECT and closes the connection.
+// close sends DISCONNECT (giving up after closeTimeout) and closes the connection.
 func (q *rawRequester) close() {
+	_ = q.conn.SetWriteDeadline(time.Now().Add(closeTimeout))
 	_, _ = q.w.Write([]byte{typeDisconnect << 4, 0})
 	_ = q.w.Flush()
 	_ = q.conn.Close()

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/binary"
+	"io"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/roomq/roomq/rooms"
 	"github.com/roomq/roomq/store"
@@ -130,6 +135,128 @@ func TestRPCRequesters(t *testing.T) {
 			}
 			if r.Sent != 100 || r.Delivered != 100 {
 				t.Errorf("sent %d, answered %d, want 100", r.Sent, r.Delivered)
+			}
+		})
+	}
+}
+
+// fakeBroker reads one request from conn and checks it; answer then writes the packets of the
+// answer. It runs on the test's goroutine, the requester on another.
+type fakeBroker struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// request reads a PUBLISH and returns its QoS, packet id, response topic and correlation data.
+func (b *fakeBroker) request() (qos byte, id uint16, responseTopic string, corr []byte) {
+	b.t.Helper()
+	first, err := b.r.ReadByte()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	n, err := readVBI(b.r)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(b.r, body); err != nil {
+		b.t.Fatal(err)
+	}
+	if first>>4 != typePublish {
+		b.t.Fatalf("got packet type %d, want PUBLISH", first>>4)
+	}
+	qos = (first >> 1) & 3
+	p, err := parseAnswer(body, qos)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if p.topic != "$rpc/roomHistoryGet" || string(p.payload) != `{"room":"r","id":0,"limit":3}` {
+		b.t.Fatalf("request %+v", p)
+	}
+	// parseAnswer keeps only the correlation data: read the response topic here.
+	i := 2 + len(p.topic) + map[byte]int{0: 0, 1: 2}[qos]
+	br := &sliceReader{b: body, i: i}
+	if _, err := readVBI(br); err != nil || body[br.i] != propResponseTopic {
+		b.t.Fatalf("request properties %x do not start with the response topic", body[i:])
+	}
+	l := int(binary.BigEndian.Uint16(body[br.i+1:]))
+	return qos, p.id, string(body[br.i+3 : br.i+3+l]), p.corr
+}
+
+// publish writes a QoS 0 PUBLISH of payload to topic with correlation data corr.
+func (b *fakeBroker) publish(topic string, corr []byte, payload string) {
+	b.t.Helper()
+	props := append([]byte{propCorrelationData}, binary.BigEndian.AppendUint16(nil, uint16(len(corr)))...)
+	props = append(props, corr...)
+	body := binary.BigEndian.AppendUint16(nil, uint16(len(topic)))
+	body = append(body, topic...)
+	body = appendVBI(body, len(props))
+	body = append(append(body, props...), payload...)
+	b.write(append(appendVBI([]byte{typePublish << 4}, len(body)), body...))
+}
+
+func (b *fakeBroker) write(pk []byte) {
+	b.t.Helper()
+	if _, err := b.conn.Write(pk); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// The raw requester takes the answer with its request's correlation data on its replies
+// topic, skipping others, waits for the PUBACK of a QoS 1 request, and fails on a bad answer.
+func TestRawRequesterRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		qos    byte
+		answer func(b *fakeBroker, id uint16, replies string, corr []byte)
+		err    string
+	}{
+		{"answer after others", 0, func(b *fakeBroker, _ uint16, replies string, corr []byte) {
+			b.publish(replies, []byte("0"), historyAnswer(9)) // a late answer to an earlier request
+			b.publish("rooms/r", nil, "\x00live")             // a room message
+			b.publish(replies, corr, historyAnswer(1, 2, 3))
+		}, ""},
+		{"QoS 1, PUBACK after the answer", 1, func(b *fakeBroker, id uint16, replies string, corr []byte) {
+			b.publish(replies, corr, historyAnswer(1, 2, 3))
+			b.write([]byte{typePuback << 4, 2, byte(id >> 8), byte(id)})
+		}, ""},
+		{"QoS 1, refused", 1, func(b *fakeBroker, id uint16, _ string, _ []byte) {
+			b.write([]byte{typePuback << 4, 3, byte(id >> 8), byte(id), 0x87})
+		}, "PUBACK 0x87"},
+		{"short answer", 0, func(b *fakeBroker, _ uint16, replies string, corr []byte) {
+			b.publish(replies, corr, historyAnswer(1, 2))
+		}, "returned 2 messages, want 3"},
+		{"error answer", 0, func(b *fakeBroker, _ uint16, replies string, corr []byte) {
+			b.publish(replies, corr, `{"error":{"code":"notJoined","message":"no"}}`)
+		}, "notJoined"},
+		{"answer on another topic", 0, func(b *fakeBroker, _ uint16, _ string, corr []byte) {
+			b.publish("users/u/replies/other", corr, historyAnswer(1, 2, 3))
+		}, "deadline"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := net.Pipe()
+			q := &rawRequester{conn: client, r: bufio.NewReader(client), w: bufio.NewWriter(client),
+				topic: "$rpc/roomHistoryGet", replies: "users/u/replies/c", qos: tc.qos,
+				args: []byte(`{"room":"r","id":0,"limit":3}`), want: 3}
+			defer q.close()
+			defer server.Close() // first: nothing reads the requester's DISCONNECT
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- q.historyGet(ctx) }()
+			b := &fakeBroker{t: t, conn: server, r: bufio.NewReader(server)}
+			qos, id, replies, corr := b.request()
+			if qos != tc.qos || replies != q.replies || len(corr) == 0 || (qos > 0 && id == 0) {
+				t.Fatalf("request QoS %d, id %d, response topic %q, correlation %q", qos, id, replies, corr)
+			}
+			tc.answer(b, id, replies, corr)
+			err := <-done
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatalf("historyGet = %v, want nil", err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("historyGet = %v, want an error with %q", err, tc.err)
 			}
 		})
 	}
