@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -135,6 +136,10 @@ func (q *rawRequester) historyGet(ctx context.Context) error {
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("answer %s: %w", q.corr, ctx.Err())
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The read deadline is ctx's: it may pass just before ctx ends.
+				return fmt.Errorf("answer %s: %w", q.corr, context.DeadlineExceeded)
 			}
 			return fmt.Errorf("answer %s: %w", q.corr, err)
 		}
