@@ -254,24 +254,6 @@ func (s *Service) roomHistoryInfo(ctx context.Context, c Caller, args json.RawMe
 	return s.rooms.HistoryInfo(ctx, a.Room.Name)
 }
 
-// messagesJSON returns the JSON array of msgs, built from their JSON forms (which are valid
-// and compact already) without encoding them again.
-func messagesJSON(msgs []*rooms.Message) json.RawMessage {
-	n := 2
-	for _, m := range msgs {
-		n += len(m.JSON()) + 1
-	}
-	out := make([]byte, 0, n)
-	out = append(out, '[')
-	for i, m := range msgs {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, m.JSON()...)
-	}
-	return append(out, ']')
-}
-
 func (s *Service) roomHistoryGet(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
 	var a struct {
 		Room  string `json:"room"`
@@ -287,11 +269,11 @@ func (s *Service) roomHistoryGet(ctx context.Context, c Caller, args json.RawMes
 	if _, err := s.readable(ctx, c, a.Room); err != nil {
 		return nil, err
 	}
-	msgs, err := s.rooms.History(ctx, a.Room, a.ID, a.Limit)
+	msgs, err := s.rooms.HistoryJSON(ctx, a.Room, a.ID, a.Limit)
 	if err != nil {
 		return nil, err
 	}
-	return messagesJSON(msgs), nil
+	return msgs, nil
 }
 
 func (s *Service) roomRecentHistory(ctx context.Context, c Caller, args json.RawMessage) (any, error) {
@@ -299,11 +281,11 @@ func (s *Service) roomRecentHistory(ctx context.Context, c Caller, args json.Raw
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := s.rooms.Recent(ctx, a.Room.Name)
+	msgs, err := s.rooms.RecentJSON(ctx, a.Room.Name)
 	if err != nil {
 		return nil, err
 	}
-	return messagesJSON(msgs), nil
+	return msgs, nil
 }
 
 // MaxListedRooms caps the rooms that roomList returns.

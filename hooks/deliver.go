@@ -76,9 +76,13 @@ func (r *Router) publishTo(m message, except string, allow func(*conn) bool) {
 }
 
 // packetFor adapts pk to one subscription: QoS, retain flag and subscription identifiers, as
-// Mochi's publishToClient does.
+// Mochi's publishToClient does. The copy shares pk's payload (an RPC answer can be many
+// kilobytes): nothing changes a queued payload in place (OnPacketEncode replaces it).
 func packetFor(c *conn, sub packets.Subscription, pk packets.Packet) packets.Packet {
+	payload := pk.Payload
+	pk.Payload = nil
 	out := pk.Copy(false)
+	out.Payload = payload
 	if out.FixedHeader.Qos > sub.Qos {
 		out.FixedHeader.Qos = sub.Qos // [MQTT-3.8.4-8]
 	}

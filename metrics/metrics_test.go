@@ -194,3 +194,45 @@ roomq_store_errors_total{op="Room"} 1
 		t.Fatal("IsDomainError")
 	}
 }
+
+// The instrumented store shows ranges in place when the store can (RangeViewer), and through
+// Range when it cannot; both count as Range.
+func TestInstrumentStoreViewRange(t *testing.T) {
+	ctx := context.Background()
+	mem := store.NewMemory()
+	defer mem.Close()
+	if err := mem.CreateRoom(ctx, store.Room{Name: "a", Owner: "o", Checker: "text"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := mem.Append(ctx, "a", store.Message{Author: "o", Payload: []byte(`{}`)}, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// failing{Store: mem} hides Memory's ViewRange: the decorator falls back to Range.
+	for name, st := range map[string]store.Store{"viewer": mem, "no viewer": failing{Store: mem}} {
+		t.Run(name, func(t *testing.T) {
+			m := metrics.New()
+			v, ok := metrics.InstrumentStore(st, m).(store.RangeViewer)
+			if !ok {
+				t.Fatal("the instrumented store is no RangeViewer")
+			}
+			var ids []uint64
+			err := v.ViewRange(ctx, "a", 1, 10, func(msgs []store.Message) error {
+				for _, msg := range msgs {
+					ids = append(ids, msg.ID)
+				}
+				return nil
+			})
+			if err != nil || len(ids) != 2 || ids[0] != 2 || ids[1] != 3 {
+				t.Fatalf("ViewRange after 1 = ids %v, %v; want 2, 3", ids, err)
+			}
+			if err := v.ViewRange(ctx, "missing", 0, 10, func([]store.Message) error { return nil }); !errors.Is(err, store.ErrNoRoom) {
+				t.Fatalf("ViewRange of a missing room: %v, want ErrNoRoom", err)
+			}
+			if n := testutil.CollectAndCount(m.Registry(), "roomq_store_duration_seconds"); n != 1 {
+				t.Fatalf("store duration series: %d, want 1 (Range)", n)
+			}
+		})
+	}
+}

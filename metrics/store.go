@@ -31,7 +31,10 @@ type instrumented struct {
 	m  *Metrics
 }
 
-var _ store.Store = (*instrumented)(nil)
+var (
+	_ store.Store       = (*instrumented)(nil)
+	_ store.RangeViewer = (*instrumented)(nil)
+)
 
 // done records a call of op that started at start.
 func (s *instrumented) done(op string, start time.Time, err error) {
@@ -124,6 +127,33 @@ func (s *instrumented) Range(ctx context.Context, room string, afterID uint64, l
 	msgs, err := s.st.Range(ctx, room, afterID, limit)
 	s.done("Range", start, err)
 	return msgs, err
+}
+
+// ViewRange implements store.RangeViewer with the store's ViewRange, or with its Range when
+// it has none; either is counted as Range.
+func (s *instrumented) ViewRange(ctx context.Context, room string, afterID uint64, limit int, view func([]store.Message) error) error {
+	v, ok := s.st.(store.RangeViewer)
+	if !ok {
+		msgs, err := s.Range(ctx, room, afterID, limit)
+		if err != nil {
+			return err
+		}
+		return view(msgs)
+	}
+	// The store's time and errors exclude view's: it runs once the store is done.
+	start := time.Now()
+	var d time.Duration
+	viewed := false
+	err := v.ViewRange(ctx, room, afterID, limit, func(msgs []store.Message) error {
+		d, viewed = time.Since(start), true
+		return view(msgs)
+	})
+	if viewed {
+		s.m.StoreCall("Range", d, nil)
+	} else {
+		s.done("Range", start, err)
+	}
+	return err
 }
 
 // Recent implements store.History.

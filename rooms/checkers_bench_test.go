@@ -102,3 +102,37 @@ func BenchmarkPost(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHistoryAnswer measures the JSON array of a history read of 100 binary messages of
+// 64 bytes, as roomHistoryGet answers it: from wrapped messages (NewMessage per message, as
+// before MessageList) and from the stored messages in one buffer (MessageList).
+func BenchmarkHistoryAnswer(b *testing.B) {
+	msgs := make([]store.Message, 100)
+	for i := range msgs {
+		msgs[i] = store.Message{ID: uint64(i + 1), Author: "bench-prefill", Timestamp: 1732300000000, Binary: true, Payload: make([]byte, 64)}
+	}
+	b.Run("wrapped", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			out := []byte{'['}
+			for i, m := range msgs {
+				if i > 0 {
+					out = append(out, ',')
+				}
+				out = append(out, rooms.NewMessage("general", "epoch-1", "", m).JSON()...)
+			}
+			if len(append(out, ']')) < 100 {
+				b.Fatal("short answer")
+			}
+		}
+	})
+	b.Run("list", func(b *testing.B) {
+		b.ReportAllocs()
+		l := rooms.MessageList(msgs)
+		for b.Loop() {
+			if len(l.AppendJSON(make([]byte, 0, l.JSONSizeHint()))) < 100 {
+				b.Fatal("short answer")
+			}
+		}
+	})
+}

@@ -124,3 +124,45 @@ func TestNewMessageRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// AppendJSON and MessageList give the JSON forms NewMessage gives, without wrapping.
+func TestAppendJSONAndMessageList(t *testing.T) {
+	msgs := []store.Message{
+		{ID: 1, Author: "alice", Timestamp: 10, Payload: []byte(`{"textMessage":"hi"}`)},
+		{ID: 2, Author: `a"b<é>&` + "\u2028\x01", Timestamp: -3, Payload: []byte(`{}`)},
+		{ID: 3, Author: "bob", Timestamp: 12, Binary: true, Payload: []byte{0, 1, 2, 0xff}},
+		{ID: 4, Author: "", Timestamp: 0, Binary: true},
+		{ID: math.MaxUint64, Author: "c", Timestamp: math.MaxInt64, Payload: []byte(`{"a":[1,{"b":null}]}`)},
+	}
+	want := []byte{'['}
+	for i, m := range msgs {
+		j := rooms.NewMessage("r", "e", "", m).JSON()
+		if got := rooms.AppendJSON([]byte("prefix"), m); string(got) != "prefix"+string(j) {
+			t.Errorf("AppendJSON(%+v) = %s, want prefix%s", m, got, j)
+		}
+		if m.Author == "alice" && rooms.JSONSizeHint(m) < len(j) {
+			t.Errorf("JSONSizeHint(%+v) = %d, below the length %d", m, rooms.JSONSizeHint(m), len(j))
+		}
+		if i > 0 {
+			want = append(want, ',')
+		}
+		want = append(want, j...)
+	}
+	want = append(want, ']')
+	list := rooms.MessageList(msgs)
+	if got := list.AppendJSON(nil); !bytes.Equal(got, want) {
+		t.Errorf("MessageList.AppendJSON = %s, want %s", got, want)
+	}
+	if got, err := json.Marshal(list); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("json.Marshal(MessageList) = %s, %v, want %s", got, err, want)
+	}
+	if !json.Valid(want) {
+		t.Errorf("%s is not valid JSON", want)
+	}
+	if got, _ := json.Marshal(rooms.MessageList{}); string(got) != "[]" {
+		t.Errorf("empty MessageList encodes as %s, want []", got)
+	}
+	if got, _ := json.Marshal(rooms.MessageList(nil)); string(got) != "[]" {
+		t.Errorf("nil MessageList encodes as %s, want []", got)
+	}
+}

@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -660,6 +661,44 @@ func (s *Service) History(ctx context.Context, room string, after uint64, limit 
 		return nil, fmt.Errorf("history of room %q: %w", room, err)
 	}
 	return s.wrap(ctx, room, msgs)
+}
+
+// HistoryJSON returns what History returns as the JSON array of the messages' JSON forms (see
+// MessageList), encoded in one buffer straight from the store's messages: without copying
+// them out of a store that can show them in place (store.RangeViewer), and without wrapping
+// each in a Message.
+func (s *Service) HistoryJSON(ctx context.Context, room string, after uint64, limit int) (json.RawMessage, error) {
+	if limit <= 0 || limit > s.maxGet {
+		limit = s.maxGet
+	}
+	var out json.RawMessage
+	encode := func(msgs []store.Message) error {
+		out = MessageList(msgs).AppendJSON(make([]byte, 0, MessageList(msgs).JSONSizeHint()))
+		return nil
+	}
+	var err error
+	if v, ok := s.store.(store.RangeViewer); ok {
+		err = v.ViewRange(ctx, room, after, limit, encode)
+	} else {
+		var msgs []store.Message
+		if msgs, err = s.store.Range(ctx, room, after, limit); err == nil {
+			err = encode(msgs)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("history of room %q: %w", room, err)
+	}
+	return out, nil
+}
+
+// RecentJSON returns what Recent returns as the JSON array of the messages' JSON forms (see
+// MessageList), encoded in one buffer without wrapping each in a Message.
+func (s *Service) RecentJSON(ctx context.Context, room string) (json.RawMessage, error) {
+	msgs, err := s.store.Recent(ctx, room, s.maxGet)
+	if err != nil {
+		return nil, fmt.Errorf("recent history of room %q: %w", room, err)
+	}
+	return MessageList(msgs).MarshalJSON()
 }
 
 // Recent returns the newest HistoryMaxGetMessages messages, ascending.

@@ -50,3 +50,61 @@ func TestCustomCheckerErrorsAndPanics(t *testing.T) {
 		t.Fatalf("after a panic: %+v, %v; want id 1", m, err)
 	}
 }
+
+// rangeOnly hides the memory store's ViewRange, as a store without one.
+type rangeOnly struct{ store.Store }
+
+// HistoryJSON and RecentJSON answer the JSON forms of the messages History and Recent return,
+// from a store that shows ranges in place and from one that does not.
+func TestHistoryJSON(t *testing.T) {
+	for name, st := range map[string]store.Store{"viewer": store.NewMemory(), "range only": rangeOnly{store.NewMemory()}} {
+		t.Run(name, func(t *testing.T) {
+			s, err := rooms.New(rooms.Options{Store: st, Checkers: rooms.NewCheckers(), Notifier: nopNotifier{}, HistoryMaxGetMessages: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if err := s.Create(ctx, store.Room{Name: "r", Owner: "o", Checker: rooms.CheckerBinary}); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 6 {
+				if _, err := s.Post(ctx, "r", "u<1>", "", []byte{byte(i), '"'}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wantJSON := func(msgs []*rooms.Message) string {
+				out := "["
+				for i, m := range msgs {
+					if i > 0 {
+						out += ","
+					}
+					out += string(m.JSON())
+				}
+				return out + "]"
+			}
+			for _, tc := range []struct {
+				after uint64
+				limit int
+			}{{0, 0}, {0, 2}, {1, 100}, {5, 3}, {6, 3}} {
+				msgs, err := s.History(ctx, "r", tc.after, tc.limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := s.HistoryJSON(ctx, "r", tc.after, tc.limit)
+				if err != nil || string(got) != wantJSON(msgs) {
+					t.Errorf("HistoryJSON(%d, %d) = %s, %v; want %s", tc.after, tc.limit, got, err, wantJSON(msgs))
+				}
+			}
+			recent, err := s.Recent(ctx, "r")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.RecentJSON(ctx, "r"); err != nil || string(got) != wantJSON(recent) {
+				t.Errorf("RecentJSON = %s, %v; want %s", got, err, wantJSON(recent))
+			}
+			if _, err := s.HistoryJSON(ctx, "missing", 0, 1); !errors.Is(err, store.ErrNoRoom) {
+				t.Errorf("HistoryJSON of a missing room: %v, want ErrNoRoom", err)
+			}
+		})
+	}
+}

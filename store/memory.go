@@ -247,13 +247,42 @@ func (m *Memory) Range(_ context.Context, room string, afterID uint64, limit int
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	off, n := r.rangeLocked(afterID, limit)
+	return r.history.copyOut(off, n), nil
+}
+
+// viewBuffers holds the slices that ViewRange hands to its callers.
+var viewBuffers = sync.Pool{New: func() any { return new([]Message) }}
+
+// ViewRange implements RangeViewer: view gets the messages Range would return, their payloads
+// shared with the history (stored payloads are never changed, only dropped).
+func (m *Memory) ViewRange(_ context.Context, room string, afterID uint64, limit int, view func([]Message) error) error {
+	r := m.room(room)
+	if r == nil {
+		return noRoom("range", room)
+	}
+	buf := viewBuffers.Get().(*[]Message)
+	r.mu.Lock()
+	off, n := r.rangeLocked(afterID, limit)
+	msgs := r.history.appendTo((*buf)[:0], off, n)
+	r.mu.Unlock()
+	err := view(msgs)
+	clear(msgs) // let the payloads go with the messages that leave the history
+	*buf = msgs[:0]
+	viewBuffers.Put(buf)
+	return err
+}
+
+// rangeLocked returns the position in the history of the messages with an id greater than
+// afterID, at most limit of them: the offset from the oldest stored one, and how many. Lock
+// r.mu must be held.
+func (r *memRoom) rangeLocked(afterID uint64, limit int) (off, n int) {
 	if limit < 1 || r.history.n == 0 || afterID >= r.lastID {
-		return []Message{}, nil
+		return 0, 0
 	}
 	first := r.lastID - uint64(r.history.n) + 1
 	start := max(afterID+1, first)
-	n := min(uint64(limit), r.lastID-start+1)
-	return r.history.copyOut(int(start-first), int(n)), nil
+	return int(start - first), int(min(uint64(limit), r.lastID-start+1))
 }
 
 // Recent returns copies of the newest limit stored messages, ascending. It returns an empty
@@ -585,17 +614,23 @@ func (r *ring) resize(c int) {
 	r.buf, r.head = buf, 0
 }
 
+// appendTo appends n messages starting at the off-th oldest one to dst, sharing their
+// payloads.
+func (r *ring) appendTo(dst []Message, off, n int) []Message {
+	if n == 0 {
+		return dst
+	}
+	start := (r.head + off) % len(r.buf)
+	first := r.buf[start:min(start+n, len(r.buf))]
+	dst = append(dst, first...)
+	return append(dst, r.buf[:n-len(first)]...)
+}
+
 // copyOut returns copies of n messages starting at the off-th oldest one. All their payloads
 // share one new allocation, each capped at its own length so appending to one cannot write
 // over the next.
 func (r *ring) copyOut(off, n int) []Message {
-	out := make([]Message, n)
-	if n == 0 {
-		return out
-	}
-	start := (r.head + off) % len(r.buf)
-	k := copy(out, r.buf[start:])
-	copy(out[k:], r.buf)
+	out := r.appendTo(make([]Message, 0, n), off, n)
 	total := 0
 	for i := range out {
 		total += len(out[i].Payload)

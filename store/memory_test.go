@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -92,5 +93,55 @@ func TestMemoryCloseIdempotent(t *testing.T) {
 	}
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping after Close: %v", err)
+	}
+}
+
+// ViewRange shows the messages Range returns, through wrap-around and eviction, returns the
+// view's error and ErrNoRoom.
+func TestMemoryViewRange(t *testing.T) {
+	ctx := context.Background()
+	s := store.NewMemory()
+	if err := s.CreateRoom(ctx, store.Room{Name: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, err := s.Append(ctx, "r", store.Message{Author: "a", Payload: []byte{byte(i)}}, 17); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		after uint64
+		limit int
+	}{{0, 100}, {0, 5}, {33, 3}, {40, 10}, {49, 10}, {50, 10}, {60, 10}, {20, 0}, {20, -1}} {
+		want, err := s.Range(ctx, "r", tc.after, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := 0
+		err = s.ViewRange(ctx, "r", tc.after, tc.limit, func(got []store.Message) error {
+			calls++
+			if len(got) != len(want) {
+				t.Fatalf("ViewRange(%d, %d) shows %d messages, Range returns %d", tc.after, tc.limit, len(got), len(want))
+			}
+			for i := range got {
+				if got[i].ID != want[i].ID || got[i].Author != want[i].Author || !bytes.Equal(got[i].Payload, want[i].Payload) {
+					t.Errorf("ViewRange(%d, %d)[%d] = %+v, Range has %+v", tc.after, tc.limit, i, got[i], want[i])
+				}
+			}
+			return nil
+		})
+		if err != nil || calls != 1 {
+			t.Fatalf("ViewRange(%d, %d) = %v after %d calls of view, want nil after 1", tc.after, tc.limit, err, calls)
+		}
+	}
+	viewErr := errors.New("view failed")
+	if err := s.ViewRange(ctx, "r", 0, 10, func([]store.Message) error { return viewErr }); err != viewErr {
+		t.Errorf("ViewRange returned %v, want the view's error", err)
+	}
+	if err := s.ViewRange(ctx, "missing", 0, 10, func([]store.Message) error {
+		t.Error("view called for a missing room")
+		return nil
+	}); !errors.Is(err, store.ErrNoRoom) {
+		t.Errorf("ViewRange of a missing room = %v, want ErrNoRoom", err)
 	}
 }

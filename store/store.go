@@ -121,6 +121,16 @@ type History interface {
 	HistoryInfo(ctx context.Context, room string) (HistoryInfo, error)
 }
 
+// RangeViewer is a History that can show a range of messages without copying them, as the
+// memory store can. Callers check for it and fall back to History.Range.
+type RangeViewer interface {
+	// ViewRange calls view with the messages Range would return, or returns Range's error.
+	// The messages' payloads are the stored ones: view must not change them, nor keep them or
+	// the slice after it returns. view runs without the store's locks held; its error is
+	// returned.
+	ViewRange(ctx context.Context, room string, afterID uint64, limit int, view func([]Message) error) error
+}
+
 // Connections stores the connections of users, across instances.
 type Connections interface {
 	// AddConnection records c and returns how many connections c.User now has. A connection

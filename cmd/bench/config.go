@@ -70,6 +70,8 @@ type Config struct {
 	Clients int    `json:"clients"`
 	RPC     string `json:"rpc"`
 	History int    `json:"history"`
+	// Requester is the client of -rpc history: raw or client.
+	Requester string `json:"requester"`
 
 	// Conns, ConnRate and Sources shape the connections scenario; Sources also applies to
 	// the other scenarios.
@@ -124,6 +126,7 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs.IntVar(&cfg.Clients, "clients", 4, "concurrent RPC requesters (rpc)")
 	fs.StringVar(&cfg.RPC, "rpc", "history", "rpc kind: history ($rpc/roomHistoryGet) or device (request/response through response topics)")
 	fs.IntVar(&cfg.History, "history", 100, "messages per roomHistoryGet")
+	fs.StringVar(&cfg.Requester, "requester", "raw", "client of -rpc history: raw (a minimal MQTT client that checks each answer with a scan, so that the tool costs less CPU than the broker; requests at -qos) or client (the project's client package, client.RoomHistoryGet, which decodes every message; QoS 1 requests)")
 	fs.IntVar(&cfg.Conns, "conns", 1000, "idle connections (connections)")
 	fs.Float64Var(&cfg.ConnRate, "conn-rate", 1000, "connections opened per second (connections; 0: as fast as possible)")
 	fs.IntVar(&cfg.Sources, "sources", 0, "spread connections over this many source addresses 127.0.0.2... (0: default)")
@@ -186,6 +189,9 @@ func (c *Config) validate() error {
 	}
 	if c.RPC != "history" && c.RPC != "device" {
 		errs = append(errs, errors.New("-rpc must be history or device"))
+	}
+	if c.Requester != "raw" && c.Requester != "client" {
+		errs = append(errs, errors.New("-requester must be raw or client"))
 	}
 	if c.Publishers < 1 || c.Subscribers < 0 || c.Rooms < 1 || c.Members < 1 || c.Clients < 1 || c.Conns < 1 {
 		errs = append(errs, errors.New("-publishers, -rooms, -members, -clients and -conns must be at least 1"))

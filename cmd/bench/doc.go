@@ -27,8 +27,8 @@
 //
 // Against roomq, the paths that exist only on roomq use the project's client package, as an
 // application would: room creation on a broker named by URL (client.RoomCreate), the
-// requesters and the prefill of -rpc history (client.RoomHistoryGet, client.Send), and the
-// resume subscribers, each a client.Client joined to the room; a resume closes it and joins a
+// prefill of -rpc history (client.Send), the requesters of -rpc history with -requester
+// client (client.RoomHistoryGet), and the resume subscribers, each a client.Client joined to the room; a resume closes it and joins a
 // new one with JoinOptions{Resume, Since, Epoch} from the old one's Position, as an
 // application that restarts does. The client package drops ids it delivered already, so the
 // duplicates of resume on roomq are those an application would see. These clients ignore
@@ -42,7 +42,11 @@
 // -subscriber raw, the pure subscribers of fanout and rooms are a minimal reader instead
 // (rawsub.go), which skips PUBLISH properties: paho.golang's property decoding otherwise costs
 // more CPU than the broker, on the same two cores, against brokers that add properties to
-// every message, as roomq does. BENCHMARKS.md at the root of the repository has the method
+// every message, as roomq does. Likewise the requesters of -rpc history are by default
+// (-requester raw) a minimal MQTT v5 client (rawrpc.go) that checks each answer with a scan
+// of the envelope (success, the request's correlation data, exactly -history messages, ids
+// ascending) instead of decoding its messages, as client.RoomHistoryGet does at a CPU cost
+// above the broker's; their requests are at -qos. BENCHMARKS.md at the root of the repository has the method
 // and the results.
 //
 // Examples:

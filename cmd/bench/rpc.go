@@ -19,24 +19,25 @@ import (
 // rpcTimeout bounds one round trip.
 const rpcTimeout = 10 * time.Second
 
-// rpcClient is one requester: a client.Client in history mode (roomq only), or a paho client
-// with the responder it calls in device mode (any broker).
+// rpcClient is one requester: a client.Client or a rawRequester in history mode (roomq only),
+// or a paho client with the responder it calls in device mode (any broker).
 type rpcClient struct {
 	idx       int
 	user      string
 	id        string
 	replies   string
-	rq        *client.Client // history mode
+	rq        *client.Client // history mode, -requester client
+	raw       *rawRequester  // history mode, -requester raw
 	client    *paho.Client   // device mode
 	responder *paho.Client
 	answers   chan *paho.Publish
 	hist      histogram
 }
 
-// runRPC measures request/response round trips: client.RoomHistoryGet of cfg.History
-// messages (-rpc history, roomq only), or device-to-device requests through response topics
-// (-rpc device, raw paho: it runs against every broker). Each requester keeps one request
-// outstanding.
+// runRPC measures request/response round trips: roomHistoryGet of cfg.History messages
+// (-rpc history, roomq only; by raw requesters or client.RoomHistoryGet, after -requester), or
+// device-to-device requests through response topics (-rpc device, raw paho: it runs against
+// every broker). Each requester keeps one request outstanding.
 func runRPC(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Result, error) {
 	d, err := newDialer(t.url, cfg.Sources)
 	if err != nil {
@@ -54,6 +55,9 @@ func runRPC(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Resu
 		for _, c := range clients {
 			if c != nil {
 				closeClient(c.rq)
+				if c.raw != nil {
+					c.raw.close()
+				}
 				disconnect(c.client)
 				disconnect(c.responder)
 			}
@@ -68,7 +72,12 @@ func runRPC(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Resu
 		c.replies = "users/" + c.user + "/replies/" + c.id
 		clients[i] = c
 		eg.Go(func() error {
-			if cfg.RPC == "history" {
+			switch {
+			case cfg.RPC == "history" && cfg.Requester == "raw":
+				var err error
+				c.raw, err = newRawRequester(ectx, d, c.id, c.user, cfg.Password, cfg.Room, byte(cfg.QoS), cfg.History)
+				return err
+			case cfg.RPC == "history":
 				return c.join(ectx, t.url, cfg, &errs, log)
 			}
 			return c.setUp(ectx, d, cfg, &errs, &responders)
@@ -112,9 +121,12 @@ func runRPC(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Resu
 	res.SendRate = float64(res.Sent) / res.Seconds
 	res.Latency = hist.summary()
 	res.Errors, res.FirstErrors = errs.n.Load(), errs.samples()
-	if cfg.RPC == "history" {
+	switch {
+	case cfg.RPC == "history" && cfg.Requester == "raw":
+		res.Notes = append(res.Notes, fmt.Sprintf("roomHistoryGet of %d binary messages of %d bytes, raw requesters (QoS %d requests; answers checked by a scan)", cfg.History, cfg.Size, cfg.QoS))
+	case cfg.RPC == "history":
 		res.Notes = append(res.Notes, fmt.Sprintf("client.RoomHistoryGet of %d binary messages of %d bytes (QoS 1 requests)", cfg.History, cfg.Size))
-	} else {
+	default:
 		res.Notes = append(res.Notes, fmt.Sprintf("device request/response, %d-byte payloads", cfg.Size))
 	}
 	return res, nil
@@ -214,7 +226,7 @@ func (c *rpcClient) setUp(ctx context.Context, d *dialer, cfg *Config, errs *err
 // answer until hardCtx ends.
 func (c *rpcClient) loop(ctx, hardCtx context.Context, cfg *Config, sent, done *atomic.Uint64, errs *errorLog) {
 	var req *paho.Publish
-	if c.rq == nil {
+	if c.rq == nil && c.raw == nil {
 		req = &paho.Publish{Topic: deviceTopic(c.idx), QoS: byte(cfg.QoS), Payload: newPayload(cfg.Size)}
 	}
 	for n := 0; ctx.Err() == nil && (cfg.Count == 0 || n < cfg.Count); n++ {
@@ -222,9 +234,14 @@ func (c *rpcClient) loop(ctx, hardCtx context.Context, cfg *Config, sent, done *
 		sent.Add(1)
 		rctx, cancel := context.WithTimeout(hardCtx, rpcTimeout)
 		var err error
-		if c.rq != nil {
+		switch {
+		case c.raw != nil:
+			if err = c.raw.historyGet(rctx); err != nil {
+				err = fmt.Errorf("%s: %w", c.id, err)
+			}
+		case c.rq != nil:
 			err = c.historyGet(rctx, cfg)
-		} else {
+		default:
 			corr := strconv.Itoa(n)
 			req.Properties = &paho.PublishProperties{ResponseTopic: c.replies, CorrelationData: []byte(corr)}
 			err = c.roundTrip(rctx, req, corr)
