@@ -43,6 +43,7 @@ type Memory struct {
 		version uint64
 	}
 	instances memoryInstances
+	views     sync.Pool // of *[]Message: the slices ViewRange hands to its callers
 	presence  memoryPresence
 	routes    memoryRoutes
 	retained  memoryRetained
@@ -251,9 +252,6 @@ func (m *Memory) Range(_ context.Context, room string, afterID uint64, limit int
 	return r.history.copyOut(off, n), nil
 }
 
-// viewBuffers holds the slices that ViewRange hands to its callers.
-var viewBuffers = sync.Pool{New: func() any { return new([]Message) }}
-
 // ViewRange implements RangeViewer: view gets the messages Range would return, their payloads
 // shared with the history (stored payloads are never changed, only dropped).
 func (m *Memory) ViewRange(_ context.Context, room string, afterID uint64, limit int, view func([]Message) error) error {
@@ -261,7 +259,10 @@ func (m *Memory) ViewRange(_ context.Context, room string, afterID uint64, limit
 	if r == nil {
 		return noRoom("range", room)
 	}
-	buf := viewBuffers.Get().(*[]Message)
+	buf, _ := m.views.Get().(*[]Message)
+	if buf == nil {
+		buf = new([]Message)
+	}
 	r.mu.Lock()
 	off, n := r.rangeLocked(afterID, limit)
 	msgs := r.history.appendTo((*buf)[:0], off, n)
@@ -269,7 +270,7 @@ func (m *Memory) ViewRange(_ context.Context, room string, afterID uint64, limit
 	err := view(msgs)
 	clear(msgs) // let the payloads go with the messages that leave the history
 	*buf = msgs[:0]
-	viewBuffers.Put(buf)
+	m.views.Put(buf)
 	return err
 }
 
