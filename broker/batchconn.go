@@ -3,6 +3,7 @@ package broker
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // batchWriteLimit is how many bytes a batch holds before it is written anyway.
@@ -55,6 +56,22 @@ func (c *batchConn) StartBatch() {
 	c.mu.Lock()
 	c.batching = true
 	c.mu.Unlock()
+}
+
+// closeFlushTimeout bounds how long Close tries to write what a batch gathered.
+const closeFlushTimeout = 500 * time.Millisecond
+
+// Close writes what the current batch gathered (a DISCONNECT written during an outbox's
+// batch, for example), then closes the connection. The write gets closeFlushTimeout at most,
+// and so does a write in progress that holds the connection: a peer that stopped reading
+// cannot hold Close.
+func (c *batchConn) Close() error {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+	c.mu.Lock()
+	c.batching = false
+	c.flushLocked()
+	c.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // EndBatch writes what was gathered and returns the first error of the batch.

@@ -71,3 +71,38 @@ func TestBatchIsOneMessage(t *testing.T) {
 		t.Errorf("message after the batch % x\nwant % x", got, want("four"))
 	}
 }
+
+// TestCloseSendsBatch checks that a DISCONNECT written during a batch reaches the client
+// when the broker closes the connection before the batch ends (a session taken over while
+// the outbox writes), followed by the close message.
+func TestCloseSendsBatch(t *testing.T) {
+	b := startBroker(t, mqttws.Options{})
+	ws, _, err := b.dial(t, nil, "mqtt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	rawConnect(t, ws, "closed")
+	var bw batcher
+	var stop func()
+	waitFor(t, timeout, func() bool {
+		c, ok := b.srv.Clients.Get("closed")
+		if ok {
+			bw, _ = c.Net.Conn.(batcher)
+			stop = func() { _ = b.srv.DisconnectClient(c, packets.ErrSessionTakenOver) }
+		}
+		return ok
+	})
+	if bw == nil {
+		t.Fatal("the connection cannot batch writes")
+	}
+	bw.StartBatch()
+	stop()
+	got := readBinary(t, ws)
+	if len(got) == 0 || got[0] != packets.Disconnect<<4 {
+		t.Fatalf("got % x, want a DISCONNECT", got)
+	}
+	if code := expectClose(t, ws); code != 1000 {
+		t.Errorf("close code %d, want 1000", code)
+	}
+}

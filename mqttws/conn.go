@@ -190,6 +190,7 @@ func (c *conn) closeWith(code int, reason string) error {
 	first := false
 	c.closeOnce.Do(func() {
 		first = true
+		c.flushBatch()
 		// WriteControl may run concurrently with Write; its error (for example
 		// websocket.ErrCloseSent when gorilla answered the peer's close already) changes nothing.
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason),
@@ -200,6 +201,22 @@ func (c *conn) closeWith(code int, reason string) error {
 		return nil
 	}
 	return c.closeErr
+}
+
+// flushBatch sends what the current batch gathered (a DISCONNECT written during the
+// outbox's batch, for example), giving it closeGrace at most, as it gives a write in progress
+// that holds the connection: a peer that stopped reading cannot hold Close.
+func (c *conn) flushBatch() {
+	_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(closeGrace))
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.batching {
+		return
+	}
+	c.batching = false
+	dl := time.Now().Add(closeGrace)
+	c.wdl.Store(&dl)
+	c.flushLocked()
 }
 
 // LocalAddr returns the local address of the underlying TCP connection.
