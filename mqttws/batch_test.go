@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/gorilla/websocket"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/roomq/roomq/mqttws"
@@ -15,30 +17,34 @@ type batcher interface {
 	EndBatch() error
 }
 
-// TestBatchIsOneMessage checks that the packets written between StartBatch and EndBatch reach
-// the client as one binary message holding them in order, and that writes outside a batch are
-// one message each.
-func TestBatchIsOneMessage(t *testing.T) {
-	b := startBroker(t, mqttws.Options{})
+// connectBatcher connects a raw v3.1.1 client called clientID and returns its WebSocket, and
+// Mochi's client of it with the connection's batching.
+func connectBatcher(t *testing.T, b *broker, clientID string) (*websocket.Conn, *mqtt.Client, batcher) {
+	t.Helper()
 	ws, _, err := b.dial(t, nil, "mqtt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.Close()
-	rawConnect(t, ws, "batched")
-	var cl interface{ WritePacket(packets.Packet) error }
-	var bw batcher
+	t.Cleanup(func() { _ = ws.Close() })
+	rawConnect(t, ws, clientID)
+	var cl *mqtt.Client
 	waitFor(t, timeout, func() bool {
-		c, ok := b.srv.Clients.Get("batched")
-		if ok {
-			cl = c
-			bw, _ = c.Net.Conn.(batcher)
-		}
+		var ok bool
+		cl, ok = b.srv.Clients.Get(clientID)
 		return ok
 	})
-	if bw == nil {
+	bw, ok := cl.Net.Conn.(batcher)
+	if !ok {
 		t.Fatal("the connection cannot batch writes")
 	}
+	return ws, cl, bw
+}
+
+// TestBatchIsOneMessage checks that the packets written between StartBatch and EndBatch reach
+// the client as one binary message holding them in order, and that writes outside a batch are
+// one message each.
+func TestBatchIsOneMessage(t *testing.T) {
+	ws, cl, bw := connectBatcher(t, startBroker(t, mqttws.Options{}), "batched")
 	publish := func(payload string) packets.Packet {
 		return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "t", Payload: []byte(payload)}
 	}
@@ -77,27 +83,9 @@ func TestBatchIsOneMessage(t *testing.T) {
 // the outbox writes), followed by the close message.
 func TestCloseSendsBatch(t *testing.T) {
 	b := startBroker(t, mqttws.Options{})
-	ws, _, err := b.dial(t, nil, "mqtt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	rawConnect(t, ws, "closed")
-	var bw batcher
-	var stop func()
-	waitFor(t, timeout, func() bool {
-		c, ok := b.srv.Clients.Get("closed")
-		if ok {
-			bw, _ = c.Net.Conn.(batcher)
-			stop = func() { _ = b.srv.DisconnectClient(c, packets.ErrSessionTakenOver) }
-		}
-		return ok
-	})
-	if bw == nil {
-		t.Fatal("the connection cannot batch writes")
-	}
+	ws, cl, bw := connectBatcher(t, b, "closed")
 	bw.StartBatch()
-	stop()
+	_ = b.srv.DisconnectClient(cl, packets.ErrSessionTakenOver)
 	got := readBinary(t, ws)
 	if len(got) == 0 || got[0] != packets.Disconnect<<4 {
 		t.Fatalf("got % x, want a DISCONNECT", got)
