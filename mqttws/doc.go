@@ -9,7 +9,9 @@
 //     Origin check (no Origin, same host, or an allowlist) and the handshake time limit;
 //   - the net.Conn that Mochi reads MQTT packets from: binary messages only [MQTT-6.0.0-1],
 //     packets may span message boundaries [MQTT-6.0.0-2], and one message is at most
-//     Options.ReadLimit bytes;
+//     Options.ReadLimit bytes; each write is one binary message, except that the writes
+//     between StartBatch and EndBatch (the broker's outbox writing the packets it has queued)
+//     go out as one message, several packets in it;
 //   - the upgraded connections it has handed to Mochi, which it closes on Close;
 //   - the handshake data an authenticator may need: each connection implements Handshake,
 //     giving the cookies and query parameters of its upgrade request.
@@ -25,5 +27,6 @@
 // goroutine, so the HTTP server's goroutine owns it; the package starts no goroutines of its own.
 //
 // Lock order: Listener.mu is never held while calling Mochi or touching a connection; a
-// connection's read and write mutexes are independent of each other and of Listener.mu.
+// connection's write mutex may be taken with its read mutex held (closing the connection on a
+// read error sends what a batch gathered), never the other way round.
 package mqttws
