@@ -279,3 +279,95 @@ func TestRoomDeliveryPerReceiver(t *testing.T) {
 		}
 	}
 }
+
+// A connection's room posts are on their way together, yet their PUBACKs come in the order
+// of the PUBLISHes [MQTT-4.6.0-2], across rooms and with a refusal among them, and each room
+// stores them in that order.
+func TestPipelinedPostsKeepOrder(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	owner := mqtttest.Dial(t, "ann", mqtttest.Options{URL: tcpURL(b)})
+	owner.MustRPC("roomCreate", map[string]any{"room": "other"}, nil)
+	owner.MustSubscribe("rooms/general") // joined: may read its history
+
+	c := mqtttest.DialConn(t, tcpURL(b))
+	defer c.Close()
+	connect := packets.NewControlPacket(packets.CONNECT)
+	cp := connect.Content.(*packets.Connect)
+	cp.ProtocolName, cp.ProtocolVersion, cp.ClientID, cp.CleanStart, cp.KeepAlive = "MQTT", 5, "piper", true, 30
+	cp.Username, cp.UsernameFlag = "piper", true
+	cp.Properties = &packets.Properties{}
+	if _, err := connect.WriteTo(c); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(mqtttest.Timeout))
+	if ack, err := packets.ReadPacket(c); err != nil || ack.Content.(*packets.Connack).ReasonCode != 0 {
+		t.Fatalf("CONNACK %v, %v", ack, err)
+	}
+	const n, refused = 40, 17
+	var all bytes.Buffer
+	for id := uint16(1); id <= n; id++ {
+		pub := packets.NewControlPacket(packets.PUBLISH)
+		p := pub.Content.(*packets.Publish)
+		p.QoS, p.PacketID, p.Properties = 1, id, &packets.Properties{}
+		p.Topic = map[bool]string{true: "rooms/general", false: "rooms/other"}[id%2 == 0]
+		p.Payload = text(fmt.Sprintf("m%d", id))
+		if id == refused {
+			p.Payload = []byte("not json") // the text checker refuses it: 0x99
+		}
+		if _, err := pub.WriteTo(&all); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Write(all.Bytes()); err != nil { // all at once: they are in the broker together
+		t.Fatal(err)
+	}
+	for want := uint16(1); want <= n; want++ {
+		pk, err := packets.ReadPacket(c)
+		if err != nil {
+			t.Fatalf("after %d PUBACKs: %v", want-1, err)
+		}
+		ack, ok := pk.Content.(*packets.Puback)
+		if !ok {
+			t.Fatalf("got %s, want PUBACK %d", pk.PacketType(), want)
+		}
+		wantCode := byte(0)
+		if want == refused {
+			wantCode = 0x99
+		}
+		if ack.PacketID != want || ack.ReasonCode != wantCode {
+			t.Fatalf("PUBACK %d (0x%02x), want %d (0x%02x)", ack.PacketID, ack.ReasonCode, want, wantCode)
+		}
+	}
+	for _, room := range []string{"general", "other"} {
+		var msgs []roomMsg
+		owner.MustRPC("roomHistoryGet", map[string]any{"room": room}, &msgs)
+		last := 0
+		for _, m := range msgs {
+			var k int
+			if _, err := fmt.Sscanf(m.TextMessage, "m%d", &k); err != nil || k <= last {
+				t.Fatalf("room %s history %v: out of order at %q", room, msgs, m.TextMessage)
+			}
+			last = k
+		}
+		if len(msgs) != n/2-map[bool]int{true: 1, false: 0}[room == "other"] {
+			t.Errorf("room %s has %d messages", room, len(msgs))
+		}
+	}
+}
+
+// A command that follows room posts on the same connection sees them: the history read after
+// a QoS 0 post holds it.
+func TestPostThenHistoryOnOneConnection(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	c := mqtttest.Dial(t, "reader", mqtttest.Options{URL: tcpURL(b)})
+	c.MustSubscribe("rooms/general") // joined: may read its history
+	for i := range 20 {
+		want := fmt.Sprintf("ryw %d", i)
+		c.Publish("rooms/general", 0, text(want), nil)
+		var msgs []roomMsg
+		c.MustRPC("roomHistoryGet", map[string]any{"room": "general"}, &msgs)
+		if len(msgs) == 0 || msgs[len(msgs)-1].TextMessage != want {
+			t.Fatalf("history after posting %q: %+v", want, msgs)
+		}
+	}
+}

@@ -199,6 +199,38 @@ func binaryJSON(payload []byte) json.RawMessage {
 	return b
 }
 
+// BeginPostRoomFrom starts what PostRoomFrom does and returns once the post has its place in
+// the room's queue, or has failed: wait, which must be called once, returns what PostRoomFrom
+// returns. turn, when not nil, is called right before the post takes its place: a caller that
+// starts several posts makes it wait until the previous one has returned from
+// BeginPostRoomFrom, so that their access reads overlap while they keep their order. With
+// roomMessage hooks registered, the whole post runs at once (after turn), through them.
+func (s *Service) BeginPostRoomFrom(ctx context.Context, c Caller, room string, payload []byte, from wire.Origin, turn func()) (wait func(context.Context) (*rooms.Message, error)) {
+	done := func(m *rooms.Message, err error) func(context.Context) (*rooms.Message, error) {
+		return func(context.Context) (*rooms.Message, error) { return m, err }
+	}
+	if turn == nil {
+		turn = func() {}
+	}
+	if s.hooks.active(CommandRoomMessage) {
+		turn()
+		return done(s.PostRoomFrom(ctx, c, room, payload, from))
+	}
+	a, err := s.access(ctx, c, room)
+	if err != nil {
+		return done(nil, err)
+	}
+	if !s.policy.CanPost(a, c.Identity) {
+		return done(nil, fmt.Errorf("post to room %q: %w", room, acl.ErrNotAllowed))
+	}
+	turn()
+	w, err := s.rooms.EnqueueBridged(a.Room, c.Identity.User, c.ClientID, payload, from)
+	if err != nil {
+		return done(nil, err)
+	}
+	return w
+}
+
 // postRoomFrom is PostRoomFrom without hooks.
 func (s *Service) postRoomFrom(ctx context.Context, c Caller, room string, payload []byte, from wire.Origin) (*rooms.Message, error) {
 	a, err := s.access(ctx, c, room)

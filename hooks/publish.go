@@ -41,13 +41,24 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	t := wire.ParseTopic(pk.TopicName)
 	r.opts.Metrics.MessageIn(messageKind(t.Kind))
 	if c.limiter != nil && !c.limiter.Allow() {
+		c.posts.drained() // acknowledgements go in order
 		if t.Kind == wire.TopicRPC {
 			return r.rpc(c, pk, t.Name, errRateLimited)
 		}
 		return r.refuse(cl, pk, packets.ErrQuotaExceeded, errRateLimited)
 	}
+	if t.Kind == wire.TopicRoom && pk.FixedHeader.Qos < 2 {
+		// A bridge's message keeps where it was first posted (docs/protocol.md, bridges).
+		from, err := wire.ParseOrigin(userProperty(pk, wire.PropOriginBroker), userProperty(pk, wire.PropOriginID), userProperty(pk, wire.PropOriginEpoch))
+		if err != nil {
+			c.posts.drained()
+			return r.refuse(cl, pk, reasonFor(err), err)
+		}
+		return r.postRoom(c, caller, t.Name, pk, from)
+	}
+	c.posts.drained() // what follows a room post sees it
 	switch t.Kind {
-	case wire.TopicRoom:
+	case wire.TopicRoom: // at QoS 2
 		ctx, cancel := r.ctx()
 		defer cancel()
 		// A bridge's message keeps where it was first posted (docs/protocol.md, bridges).

@@ -160,6 +160,8 @@ type conn struct {
 	// hook is the connection as the connection hooks see it.
 	hook *commands.Connection
 
+	posts *postPipe // its room posts on their way
+
 	mu    sync.Mutex
 	rooms map[string]*roomSub // joined rooms on this connection
 }
@@ -284,7 +286,7 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		limit = maxClientReceiveWindow
 	}
 	limit = min(limit, r.opts.MaxInflight)
-	c := &conn{cl: cl, rooms: make(map[string]*roomSub), hook: r.auth.Connection(cl)}
+	c := &conn{cl: cl, rooms: make(map[string]*roomSub), hook: r.auth.Connection(cl), posts: newPostPipe()}
 	if r.opts.PublishRate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(r.opts.PublishRate), r.opts.PublishBurst)
 	}

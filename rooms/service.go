@@ -250,6 +250,19 @@ func (s *Service) PostIn(ctx context.Context, r store.Room, author, origin strin
 // origin-broker and origin-id. A message of the same origin broker and epoch as one posted
 // before, with its id or an earlier one, is refused with ErrDuplicate.
 func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin string, payload []byte, from wire.Origin) (*Message, error) {
+	wait, err := s.EnqueueBridged(r, author, origin, payload, from)
+	if err != nil {
+		return nil, err
+	}
+	return wait(ctx)
+}
+
+// EnqueueBridged checks a post as PostBridged does and gives it its place in the room's queue,
+// without waiting for it to be stored: wait, which must be called once, waits for it (taking
+// its turn as the committer when it comes) and returns what PostBridged returns. Posts queued
+// one after the other are stored and delivered in that order, so that a connection can have
+// several posts on their way and still keep their order.
+func (s *Service) EnqueueBridged(r store.Room, author, origin string, payload []byte, from wire.Origin) (wait func(context.Context) (*Message, error), err error) {
 	room := r.Name
 	if r.MaxMessageSize > 0 && len(payload) > r.MaxMessageSize {
 		return nil, &SizeError{Room: room, Size: len(payload), Limit: r.MaxMessageSize}
@@ -281,16 +294,18 @@ func (s *Service) PostBridged(ctx context.Context, r store.Room, author, origin 
 	lead := !st.committing
 	st.committing = true
 	st.postMu.Unlock()
-	if !lead {
-		select {
-		case res := <-p.done:
-			return res.msg, res.err
-		case <-p.lead: // the committer before handed over with this post first in line
+	return func(ctx context.Context) (*Message, error) {
+		if !lead {
+			select {
+			case res := <-p.done:
+				return res.msg, res.err
+			case <-p.lead: // the committer before handed over with this post first in line
+			}
 		}
-	}
-	s.commit(ctx, room, st)
-	res := <-p.done
-	return res.msg, res.err
+		s.commit(ctx, room, st)
+		res := <-p.done
+		return res.msg, res.err
+	}, nil
 }
 
 // Group commit. Posts to a room queue up; one poster at a time, the committer, appends what
