@@ -6,7 +6,9 @@
 //   - Router, which maps PUBLISH, SUBSCRIBE and UNSUBSCRIBE onto rooms, direct messages and RPC
 //     (packages rooms and commands), reports connections to package devices, publishes wills,
 //     and delivers the broker's own messages through per-connection outboxes that keep order
-//     and respect each client's Receive Maximum.
+//     and respect each client's Receive Maximum. A connection's room posts are pipelined
+//     (postPipe): several are on their way at once, stored and acknowledged in the order they
+//     arrived.
 //
 // It owns no domain state of its own beyond the per-connection delivery state.
 package hooks
