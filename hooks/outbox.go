@@ -43,13 +43,13 @@ type outbox struct {
 
 func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, overflow func(), m *metrics.Metrics, info *system.Info) *outbox {
 	return &outbox{
-		info:      info,
 		cl:        cl,
 		limit:     limit,
 		maxQueued: maxQueued,
 		spawn:     spawn,
 		overflow:  overflow,
 		metrics:   m,
+		info:      info,
 		inflight:  make(map[uint16]struct{}),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -90,8 +90,8 @@ func (it *outItem) packet() packets.Packet {
 	return pk
 }
 
-// QoS returns the QoS the item is written at.
-func (it *outItem) QoS() byte {
+// writeQoS returns the QoS the item is written at.
+func (it *outItem) writeQoS() byte {
 	if it.pk != nil {
 		return it.pk.FixedHeader.Qos
 	}
@@ -195,7 +195,7 @@ func (o *outbox) next(beforeWait func()) (outItem, bool) {
 			return outItem{}, false
 		}
 		it := o.queue[o.head]
-		qos := it.QoS()
+		qos := it.writeQoS()
 		if qos > 0 && len(o.inflight) >= o.limit {
 			o.mu.Unlock()
 			beforeWait()
@@ -317,7 +317,7 @@ func (o *outbox) drain() {
 		case errors.Is(err, packets.ErrPacketTooLarge):
 			// [MQTT-3.1.2-25]: a packet over the client's Maximum Packet Size is discarded.
 			o.metrics.Dropped(metrics.DropTooLarge)
-			if it.QoS() > 0 {
+			if it.writeQoS() > 0 {
 				o.cl.State.Inflight.Delete(it.pid)
 				o.complete(it.pid)
 			}
