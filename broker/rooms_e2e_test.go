@@ -404,3 +404,23 @@ func TestHealthEndpoints(t *testing.T) {
 		t.Error("Ready after Shutdown = nil, want an error")
 	}
 }
+
+// A room keeps history, not retained messages: a room PUBLISH with the retain flag is stored
+// and delivered like any other, and a later subscriber gets no retained copy of it.
+func TestRoomPublishNotRetained(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	alice := mqtttest.Dial(t, "alice", mqtttest.Options{URL: tcpURL(b)})
+	for _, qos := range []byte{0, 1} {
+		pr, err := alice.Paho.Publish(context.Background(), &paho.Publish{Topic: "rooms/general", QoS: qos, Retain: true, Payload: text(fmt.Sprintf("retained %d", qos))})
+		if err != nil || (pr != nil && pr.ReasonCode != 0) {
+			t.Fatalf("publish at QoS %d: %v, %+v", qos, err, pr)
+		}
+	}
+	bob := mqtttest.Dial(t, "bob", mqtttest.Options{URL: tcpURL(b)})
+	bob.MustSubscribe("rooms/general")
+	alice.Publish("rooms/general", 1, text("after"), nil)
+	p := bob.Expect("rooms/general")
+	if m := decodeRoomMsg(t, p); m.TextMessage != "after" || m.ID != 3 || p.Retain {
+		t.Errorf("bob's first room message: %+v (retain %v), want id 3 \"after\"", m, p.Retain)
+	}
+}
