@@ -4,10 +4,9 @@ import (
 	"net"
 	"sync"
 	"time"
-)
 
-// batchWriteLimit is how many bytes a batch holds before it is written anyway.
-const batchWriteLimit = 32 << 10
+	"github.com/roomq/roomq/internal/batchwrite"
+)
 
 // batchListener accepts connections that can gather writes into batches.
 type batchListener struct{ net.Listener }
@@ -21,41 +20,41 @@ func (l batchListener) Accept() (net.Conn, error) {
 	return &batchConn{Conn: c}, nil
 }
 
-// batchConn is a connection whose writes can be gathered: between StartBatch and EndBatch,
-// writes are kept (up to batchWriteLimit bytes) and written together, in one system call
-// where one would be made per packet. The router's outbox batches the packets it writes in a
-// row; every other write goes straight through, or into the current batch, in order.
+// batchConn is a connection whose writes can be gathered (package batchwrite): between
+// StartBatch and EndBatch, writes are kept and written together, in one system call where one
+// would be made per packet.
 type batchConn struct {
 	net.Conn
 
-	mu       sync.Mutex // held while writing to Conn
-	batching bool
-	buf      []byte
-	err      error // the first error of a batched write
+	mu    sync.Mutex // held while writing to Conn
+	batch batchwrite.Batch
 }
 
 // Write implements net.Conn.
 func (c *batchConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil {
-		return 0, c.err
-	}
-	if !c.batching {
-		return c.Conn.Write(p)
-	}
-	c.buf = append(c.buf, p...)
-	if len(c.buf) >= batchWriteLimit {
-		c.flushLocked()
-	}
-	return len(p), c.err
+	return c.batch.Write(p, c.send)
+}
+
+// send writes p to the connection. Lock c.mu must be held.
+func (c *batchConn) send(p []byte) error {
+	_, err := c.Conn.Write(p)
+	return err
 }
 
 // StartBatch gathers the following writes.
 func (c *batchConn) StartBatch() {
 	c.mu.Lock()
-	c.batching = true
+	c.batch.Start()
 	c.mu.Unlock()
+}
+
+// EndBatch writes what was gathered and returns the first error of the batch.
+func (c *batchConn) EndBatch() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.batch.End(c.send)
 }
 
 // closeFlushTimeout bounds how long Close tries to write what a batch gathered.
@@ -68,31 +67,7 @@ const closeFlushTimeout = 500 * time.Millisecond
 func (c *batchConn) Close() error {
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 	c.mu.Lock()
-	c.batching = false
-	c.flushLocked()
+	_ = c.batch.End(c.send)
 	c.mu.Unlock()
 	return c.Conn.Close()
-}
-
-// EndBatch writes what was gathered and returns the first error of the batch.
-func (c *batchConn) EndBatch() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.batching = false
-	c.flushLocked()
-	return c.err
-}
-
-// flushLocked writes the gathered bytes. Lock c.mu must be held.
-func (c *batchConn) flushLocked() {
-	if len(c.buf) == 0 || c.err != nil {
-		c.buf = c.buf[:0]
-		return
-	}
-	_, c.err = c.Conn.Write(c.buf)
-	if cap(c.buf) > batchWriteLimit*2 {
-		c.buf = nil
-	} else {
-		c.buf = c.buf[:0]
-	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/roomq/roomq/internal/batchwrite"
 )
 
 // closeGrace bounds the time spent sending a close message before the socket is closed.
@@ -35,11 +37,9 @@ type conn struct {
 	r    io.Reader  // the message being read, nil between messages
 	rerr error      // sticky read error set by this wrapper
 
-	wmu      sync.Mutex                // serialises writes and the deadline gorilla applies to them
-	wdl      atomic.Pointer[time.Time] // write deadline for the next Write; nil for none
-	batching bool                      // guarded by wmu: writes go to batch
-	batch    []byte                    // guarded by wmu: the gathered writes
-	berr     error                     // guarded by wmu: the first error of a gathered write
+	wmu   sync.Mutex                // serialises writes and the deadline gorilla applies to them
+	wdl   atomic.Pointer[time.Time] // write deadline for the next Write; nil for none
+	batch batchwrite.Batch          // guarded by wmu
 
 	closeOnce sync.Once
 	closeErr  error
@@ -114,31 +114,16 @@ func (c *conn) Write(p []byte) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.berr != nil {
-		return 0, c.berr
-	}
-	if c.batching {
-		c.batch = append(c.batch, p...)
-		if len(c.batch) >= batchLimit {
-			c.flushLocked()
-		}
-		return len(p), c.berr
-	}
-	if err := c.writeLocked(p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	return c.batch.Write(p, c.writeLocked)
 }
 
-// batchLimit is how many bytes a batch gathers before they are sent anyway.
-const batchLimit = 32 << 10
-
 // StartBatch gathers the following writes into one message, sent by EndBatch (or earlier,
-// past batchLimit bytes). The broker's outbox uses it to send the packets it has queued for a
-// connection together: one message and one system call where one per packet would be made.
+// past batchwrite.Limit bytes). The broker's outbox uses it to send the packets it has queued
+// for a connection together: one message and one system call where one per packet would be
+// made.
 func (c *conn) StartBatch() {
 	c.wmu.Lock()
-	c.batching = true
+	c.batch.Start()
 	c.wmu.Unlock()
 }
 
@@ -146,21 +131,7 @@ func (c *conn) StartBatch() {
 func (c *conn) EndBatch() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.batching = false
-	c.flushLocked()
-	return c.berr
-}
-
-// flushLocked sends the gathered bytes as one message. Lock wmu must be held.
-func (c *conn) flushLocked() {
-	if len(c.batch) > 0 && c.berr == nil {
-		c.berr = c.writeLocked(c.batch)
-	}
-	if cap(c.batch) > 2*batchLimit {
-		c.batch = nil
-	} else {
-		c.batch = c.batch[:0]
-	}
+	return c.batch.End(c.writeLocked)
 }
 
 // writeLocked sends p as one binary message. Lock wmu must be held.
@@ -210,13 +181,9 @@ func (c *conn) flushBatch() {
 	_ = c.ws.NetConn().SetWriteDeadline(time.Now().Add(closeGrace))
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if !c.batching {
-		return
-	}
-	c.batching = false
 	dl := time.Now().Add(closeGrace)
 	c.wdl.Store(&dl)
-	c.flushLocked()
+	_ = c.batch.End(c.writeLocked)
 }
 
 // LocalAddr returns the local address of the underlying TCP connection.
