@@ -281,3 +281,41 @@ func TestShutdownUnderChurn(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Presence changes while other clients subscribe to presence/+: under the race detector this
+// checks that updating a retained presence does not race with Mochi's scan of retained
+// messages for a wildcard subscription (see hooks.Router.retain).
+func TestPresenceChangesDuringWildcardSubscribes(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	first := mqtttest.Dial(t, "flip", mqtttest.Options{URL: tcpURL(b)}) // presence/flip is retained from here on
+	defer first.Close()
+	watcher := mqtttest.Dial(t, "watcher", mqtttest.Options{URL: tcpURL(b)})
+	stop, failed := make(chan struct{}), make(chan error, 1)
+	go func() {
+		defer close(failed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), mqtttest.Timeout)
+			_, err := watcher.Paho.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "presence/+"}}})
+			if err == nil {
+				_, err = watcher.Paho.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"presence/+"}})
+			}
+			cancel()
+			if err != nil {
+				failed <- err
+				return
+			}
+		}
+	}()
+	for range 30 {
+		mqtttest.Dial(t, "flip", mqtttest.Options{URL: tcpURL(b)}).Close()
+	}
+	close(stop)
+	if err := <-failed; err != nil {
+		t.Fatalf("subscribe to presence/+: %v", err)
+	}
+}

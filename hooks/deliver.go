@@ -51,7 +51,7 @@ func (r *Router) publishTo(m message, except string, allow func(*conn) bool) {
 		Created:     time.Now().Unix(),
 	}
 	if m.retain {
-		r.srv.Topics.RetainMessage(pk.Copy(false))
+		r.retain(pk.Copy(false))
 	}
 	subs := r.srv.Topics.Subscribers(m.topic)
 	if len(subs.Shared) > 0 {
@@ -73,6 +73,22 @@ func (r *Router) publishTo(m message, except string, allow func(*conn) bool) {
 			in.Handler(r.inline, in.Subscription, pk.Copy(false))
 		}
 	}
+}
+
+// retain makes pk the retained message of its topic in Mochi's index. Mochi v2.7.9 writes
+// the topic's place in the index (particle.retainPath) on every RetainMessage, and a
+// SUBSCRIBE with a wildcard reads it without a lock (TopicsIndex.scanMessages): a data race
+// between a presence change and a subscription to presence/+. So a topic that has a retained
+// message already gets the new one in the retained store alone (which has its own lock), and
+// only a topic's first retained message, or its removal, goes through RetainMessage.
+func (r *Router) retain(pk packets.Packet) {
+	if len(pk.Payload) > 0 {
+		if _, ok := r.srv.Topics.Retained.Get(pk.TopicName); ok {
+			r.srv.Topics.Retained.Add(pk.TopicName, pk)
+			return
+		}
+	}
+	r.srv.Topics.RetainMessage(pk)
 }
 
 // packetFor adapts pk to one subscription: QoS, retain flag and subscription identifiers, as

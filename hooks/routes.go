@@ -245,7 +245,7 @@ func (r *Router) LoadRetained(ctx context.Context) error {
 			Origin:      brokerInlineClientID,
 			Created:     time.Now().Unix(),
 		}
-		r.srv.Topics.RetainMessage(pk)
+		r.retain(pk)
 	}
 	return nil
 }
