@@ -3,6 +3,8 @@ package rooms_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/roomq/roomq/rooms"
@@ -106,5 +108,50 @@ func TestHistoryJSON(t *testing.T) {
 				t.Errorf("HistoryJSON of a missing room: %v, want ErrNoRoom", err)
 			}
 		})
+	}
+}
+
+// Posts queued one after the other are stored in that order, whichever of their waits runs
+// first, and a refused one takes no id.
+func TestEnqueueKeepsOrder(t *testing.T) {
+	ctx := context.Background()
+	s, err := rooms.New(rooms.Options{Store: store.NewMemory(), Checkers: rooms.NewCheckers(), Notifier: nopNotifier{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := store.Room{Name: "r", Owner: "o", Checker: rooms.CheckerText}
+	if err := s.Create(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	var waits []func(context.Context) (*rooms.Message, error)
+	for i := range 5 {
+		w, err := s.EnqueueBridged(r, "a", "c", []byte(fmt.Sprintf(`{"textMessage":"m%d"}`, i)), wire.Origin{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, w)
+	}
+	if _, err := s.EnqueueBridged(r, "a", "c", []byte("not json"), wire.Origin{}); err == nil {
+		t.Fatal("a payload the text checker refuses was queued")
+	}
+	ids := make([]uint64, len(waits))
+	var wg sync.WaitGroup
+	for i := len(waits) - 1; i >= 0; i-- { // the last queued waits first
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, err := waits[i](ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = m.ID
+		}()
+	}
+	wg.Wait()
+	for i, id := range ids {
+		if id != uint64(i+1) {
+			t.Fatalf("ids %v, want 1 to %d in queue order", ids, len(ids))
+		}
 	}
 }
