@@ -48,8 +48,7 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 		return r.refuse(cl, pk, packets.ErrQuotaExceeded, errRateLimited)
 	}
 	if t.Kind == wire.TopicRoom && pk.FixedHeader.Qos < 2 {
-		// A bridge's message keeps where it was first posted (docs/protocol.md, bridges).
-		from, err := wire.ParseOrigin(userProperty(pk, wire.PropOriginBroker), userProperty(pk, wire.PropOriginID), userProperty(pk, wire.PropOriginEpoch))
+		from, err := roomOrigin(pk)
 		if err != nil {
 			c.posts.drained()
 			return r.refuse(cl, pk, reasonFor(err), err)
@@ -61,8 +60,7 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	case wire.TopicRoom: // at QoS 2
 		ctx, cancel := r.ctx()
 		defer cancel()
-		// A bridge's message keeps where it was first posted (docs/protocol.md, bridges).
-		from, err := wire.ParseOrigin(userProperty(pk, wire.PropOriginBroker), userProperty(pk, wire.PropOriginID), userProperty(pk, wire.PropOriginEpoch))
+		from, err := roomOrigin(pk)
 		if err == nil {
 			_, err = r.commands.PostRoomFrom(ctx, caller, t.Name, pk.Payload, from)
 		}
@@ -104,6 +102,12 @@ func (r *Router) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, 
 	}
 	r.forward(pk, version)
 	return pk, nil
+}
+
+// roomOrigin returns where a room PUBLISH was first posted: a bridge's message keeps it
+// (docs/protocol.md, bridges); the zero Origin for a message posted here.
+func roomOrigin(pk packets.Packet) (wire.Origin, error) {
+	return wire.ParseOrigin(userProperty(pk, wire.PropOriginBroker), userProperty(pk, wire.PropOriginID), userProperty(pk, wire.PropOriginEpoch))
 }
 
 // refuse answers a refused PUBLISH. v5 clients at QoS 1 or 2 get the reason code in the PUBACK
