@@ -81,9 +81,10 @@ func (es *encodings) get(version, qos byte) *encodedPublish {
 	return slot.Load()
 }
 
-// writeEncoded writes e to cl with packet id id, as Client.WritePacket writes a packet: under
-// the client's lock, counted in the server's statistics.
-func writeEncoded(cl *mqtt.Client, info *system.Info, e *encodedPublish, id uint16, scratch *[]byte) error {
+// writeEncoded writes e to cl with packet id id, and the DUP flag when dup, as
+// Client.WritePacket writes a packet: under the client's lock, counted in the server's
+// statistics.
+func writeEncoded(cl *mqtt.Client, info *system.Info, e *encodedPublish, id uint16, dup bool, scratch *[]byte) error {
 	if cl.Closed() {
 		return mqtt.ErrConnectionClosed
 	}
@@ -94,6 +95,9 @@ func writeEncoded(cl *mqtt.Client, info *system.Info, e *encodedPublish, id uint
 	if e.idAt >= 0 {
 		*scratch = append((*scratch)[:0], e.b...)
 		binary.BigEndian.PutUint16((*scratch)[e.idAt:], id)
+		if dup {
+			(*scratch)[0] |= dupFlag
+		}
 		b = *scratch
 	}
 	cl.Lock()
@@ -112,6 +116,9 @@ func writeEncoded(cl *mqtt.Client, info *system.Info, e *encodedPublish, id uint
 	}
 	return nil
 }
+
+// dupFlag is the DUP bit of a PUBLISH's first byte.
+const dupFlag = 1 << 3
 
 // maxScratch bounds the buffer an outbox keeps between writes of encoded packets.
 const maxScratch = 64 << 10

@@ -1,7 +1,9 @@
 package hooks
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -33,7 +35,8 @@ type outbox struct {
 	mu       sync.Mutex
 	queue    []outItem // queue[head:] waits; queue[:head] was taken (zeroed)
 	head     int
-	inflight map[uint16]struct{}
+	inflight map[uint16]sentItem
+	sent     uint64 // counts the QoS > 0 packets taken from the queue
 	nextID   uint16 // the last packet id used
 	running  bool
 	closed   bool
@@ -50,7 +53,7 @@ func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, o
 		overflow:  overflow,
 		metrics:   m,
 		info:      info,
-		inflight:  make(map[uint16]struct{}),
+		inflight:  make(map[uint16]sentItem),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
@@ -58,12 +61,11 @@ func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, o
 
 // outItem is a queued packet: pk, or a packet shared with other receivers (a room message),
 // made from share.pk with this receiver's QoS and subscription identifier only when it has to
-// exist on its own (at QoS > 0, kept by Mochi for resending; or when the shared encoding does
-// not fit the client). A queue of shared packets holds no copy of them.
+// exist on its own (at QoS 2, kept by Mochi; or when the shared encoding does not fit the
+// client). A queue of shared packets holds no copy of them.
 //
 // When mark is set, it records id once the packet leaves the queue: from then on the packet
-// is written or, at QoS > 0, kept by Mochi for resending, so a resumed session continues
-// after it.
+// is written or, at QoS > 0, kept for resending, so a resumed session continues after it.
 type outItem struct {
 	pk    *packets.Packet
 	share *encodings
@@ -72,21 +74,30 @@ type outItem struct {
 	subID int    // the v5 subscription identifier of a shared packet, 0 for none
 	pid   uint16 // the packet id given when the item left the queue, at QoS > 0
 	qos   byte
+	dup   bool // sent again on a resumed session [MQTT-3.3.1-1]
+}
+
+// sentItem is a QoS > 0 packet written and not acknowledged yet, with its place in the order
+// of sending.
+type sentItem struct {
+	it  outItem
+	seq uint64
 }
 
 // packet returns the item's packet with its packet id.
 func (it *outItem) packet() packets.Packet {
+	var pk packets.Packet
 	if it.pk != nil {
-		pk := *it.pk
-		pk.PacketID = it.pid
-		return pk
+		pk = *it.pk
+	} else {
+		pk = it.share.pk
+		pk.FixedHeader.Qos = it.qos
+		if it.subID > 0 {
+			pk.Properties.SubscriptionIdentifier = []int{it.subID}
+		}
 	}
-	pk := it.share.pk
-	pk.FixedHeader.Qos = it.qos
 	pk.PacketID = it.pid
-	if it.subID > 0 {
-		pk.Properties.SubscriptionIdentifier = []int{it.subID}
-	}
+	pk.FixedHeader.Dup = it.dup
 	return pk
 }
 
@@ -125,6 +136,21 @@ func (o *outbox) pushItem(it outItem) {
 		o.signal()
 		return
 	}
+	o.startLocked()
+}
+
+// start starts writing what is queued, if anything is and nothing writes it yet.
+func (o *outbox) start() {
+	o.mu.Lock()
+	if o.running || o.closed || o.head == len(o.queue) {
+		o.mu.Unlock()
+		return
+	}
+	o.startLocked()
+}
+
+// startLocked starts the drain goroutine. Lock o.mu must be held; startLocked unlocks it.
+func (o *outbox) startLocked() {
 	o.running = true
 	o.mu.Unlock()
 	if !o.spawn(o.drain) {
@@ -156,14 +182,95 @@ func (o *outbox) drop(mark *atomic.Uint64) {
 	o.queue, o.head = kept, 0
 }
 
-// complete releases the quota of an acknowledged packet.
+// acked takes the PUBACK of the outbox's QoS 1 packet id: it releases the packet and its
+// quota. (Its QoS 1 packets are not in Mochi's inflight map, which would copy every packet
+// it keeps, and Mochi ignores a PUBACK it has no packet for.)
+func (o *outbox) acked(id uint16) {
+	o.mu.Lock()
+	s, ok := o.inflight[id]
+	ok = ok && s.it.writeQoS() == 1
+	if ok {
+		delete(o.inflight, id)
+	}
+	o.mu.Unlock()
+	if ok {
+		o.cl.State.Inflight.IncreaseSendQuota()
+		o.countInflight(-1)
+		o.signal()
+	}
+}
+
+// complete releases the quota of a QoS 2 packet whose exchange Mochi completed or gave up.
 func (o *outbox) complete(id uint16) {
 	o.mu.Lock()
-	_, ok := o.inflight[id]
-	delete(o.inflight, id)
+	s, ok := o.inflight[id]
+	ok = ok && s.it.writeQoS() == 2
+	if ok {
+		delete(o.inflight, id)
+	}
 	o.mu.Unlock()
 	if ok {
 		o.signal()
+	}
+}
+
+// release forgets the QoS > 0 packet id that was not written after all.
+func (o *outbox) release(it *outItem) {
+	o.mu.Lock()
+	_, ok := o.inflight[it.pid]
+	delete(o.inflight, it.pid)
+	o.mu.Unlock()
+	if !ok {
+		return
+	}
+	if it.writeQoS() == 2 {
+		o.cl.State.Inflight.Delete(it.pid)
+	}
+	o.cl.State.Inflight.IncreaseSendQuota()
+	o.countInflight(-1)
+}
+
+// countInflight adds n to the server's count of unacknowledged packets.
+func (o *outbox) countInflight(n int64) {
+	if o.info != nil {
+		atomic.AddInt64(&o.info.Inflight, n)
+	}
+}
+
+// takeUnacked closes the outbox and returns its QoS 1 packets that were written and not
+// acknowledged, in the order they were sent, for the session's next connection to send
+// again. (Its QoS 2 packets are in Mochi's inflight map, which Mochi hands over itself.)
+func (o *outbox) takeUnacked() []outItem {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closeLocked()
+	sent := make([]sentItem, 0, len(o.inflight))
+	for _, s := range o.inflight {
+		if s.it.writeQoS() == 1 {
+			sent = append(sent, s)
+		}
+	}
+	clear(o.inflight)
+	o.countInflight(-int64(len(sent)))
+	slices.SortFunc(sent, func(a, b sentItem) int { return cmp.Compare(a.seq, b.seq) })
+	items := make([]outItem, len(sent))
+	for i, s := range sent {
+		items[i] = s.it
+		items[i].mark = nil // the previous connection's subscription
+	}
+	return items
+}
+
+// resend queues the unacknowledged packets of the session's previous connection, to be
+// written again with their packet ids and the DUP flag [MQTT-4.4.0-1] [MQTT-3.3.1-1], ahead
+// of what is queued after them. The outbox must not have queued anything yet. It does not
+// start writing (it may be called with the router's lock held): start or the next push does.
+func (o *outbox) resend(items []outItem) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, it := range items {
+		it.dup = true
+		o.queue = append(o.queue, it)
 	}
 }
 
@@ -216,16 +323,22 @@ func (o *outbox) next(beforeWait func()) (outItem, bool) {
 			}
 		}
 		if qos > 0 {
-			id, ok := o.packetIDLocked() // [MQTT-2.2.1-4]
-			if !ok {
-				o.mu.Unlock()
-				o.metrics.Dropped(metrics.DropNoPacketID)
-				continue // no free packet id: the packet is dropped, as Mochi does
+			if it.pid == 0 { // a packet sent again keeps its id
+				id, ok := o.packetIDLocked(qos) // [MQTT-2.2.1-4]
+				if !ok {
+					o.mu.Unlock()
+					o.metrics.Dropped(metrics.DropNoPacketID)
+					continue // no free packet id: the packet is dropped, as Mochi does
+				}
+				it.pid = id
 			}
-			it.pid = id
-			o.inflight[id] = struct{}{}
-			o.cl.State.Inflight.Set(it.packet()) // [MQTT-4.3.2-3] resent on reconnect, released by PUBACK
+			o.sent++
+			o.inflight[it.pid] = sentItem{it: it, seq: o.sent} // [MQTT-4.3.2-3] until PUBACK
+			if qos == 2 {
+				o.cl.State.Inflight.Set(it.packet()) // Mochi runs the exchange [MQTT-4.3.3-3]
+			}
 			o.cl.State.Inflight.DecreaseSendQuota()
+			o.countInflight(1)
 		}
 		if it.mark != nil {
 			it.mark.Store(it.id)
@@ -238,27 +351,35 @@ func (o *outbox) next(beforeWait func()) (outItem, bool) {
 // keptQueueCap is the largest queue array an empty outbox keeps for its next packets.
 const keptQueueCap = 16
 
-// Packet ids of the outbox come from the upper half of the id space. Mochi v2.7.9 keeps the
-// ids of a client's packets and of the server's packets in one inflight map, and checks a
-// client's SUBSCRIBE, UNSUBSCRIBE and QoS 1 PUBLISH against it: a client id that equals an
-// unacknowledged server id gets 0x91 (identifier in use) or, worse, deletes the server's
-// entry. Clients count their ids up from 1, so ids from 32768 up rarely meet theirs.
+// Packet ids of the outbox come from the upper half of the id space, and Mochi's own from the
+// lower half (limitServerPacketIDs). Mochi v2.7.9 keeps the ids of a client's packets and of
+// the server's packets in one inflight map, and checks a client's SUBSCRIBE, UNSUBSCRIBE and
+// QoS 1 PUBLISH against it: a client id that equals an unacknowledged server QoS 2 id gets 0x91
+// (identifier in use) or, worse, deletes the server's entry. Clients count their ids up from
+// 1, so ids from 32768 up rarely meet theirs.
 const (
 	firstPacketID = 1 << 15
 	lastPacketID  = 1<<16 - 1
 )
 
-// packetIDLocked returns a packet id not in use for the client. Lock o.mu must be held.
-func (o *outbox) packetIDLocked() (uint16, bool) {
+// packetIDLocked returns a packet id not in use for the client for a packet at qos. Lock o.mu
+// must be held.
+func (o *outbox) packetIDLocked(qos byte) (uint16, bool) {
 	for range lastPacketID - firstPacketID + 1 {
 		if o.nextID < firstPacketID || o.nextID == lastPacketID {
 			o.nextID = firstPacketID
 		} else {
 			o.nextID++
 		}
-		if _, used := o.cl.State.Inflight.Get(o.nextID); !used {
-			return o.nextID, true
+		if _, used := o.inflight[o.nextID]; used {
+			continue
 		}
+		if qos == 2 { // its PUBREC and PUBCOMP share Mochi's map with the client's own QoS 2 ids
+			if _, used := o.cl.State.Inflight.Get(o.nextID); used {
+				continue
+			}
+		}
+		return o.nextID, true
 	}
 	return 0, false
 }
@@ -268,7 +389,7 @@ func (o *outbox) packetIDLocked() (uint16, bool) {
 func (o *outbox) write(it *outItem) error {
 	if it.share != nil && (it.subID == 0 || o.cl.Properties.ProtocolVersion < 5) {
 		if e := it.share.get(o.cl.Properties.ProtocolVersion, it.qos); e != nil && e.fits(o.cl) {
-			return writeEncoded(o.cl, o.info, e, it.pid, &o.scratch)
+			return writeEncoded(o.cl, o.info, e, it.pid, it.dup, &o.scratch)
 		}
 	}
 	return o.cl.WritePacket(it.packet())
@@ -318,8 +439,8 @@ func (o *outbox) drain() {
 			// [MQTT-3.1.2-25]: a packet over the client's Maximum Packet Size is discarded.
 			o.metrics.Dropped(metrics.DropTooLarge)
 			if it.writeQoS() > 0 {
-				o.cl.State.Inflight.Delete(it.pid)
-				o.complete(it.pid)
+				o.release(&it)
+				o.signal()
 			}
 		default:
 			_ = endBatch()

@@ -58,3 +58,67 @@ func TestOutboxOrder(t *testing.T) {
 		t.Errorf("marks at %d and %d, want the last id %d", a.Load(), b.Load(), want[len(want)-1])
 	}
 }
+
+// TestOutboxHandsOverUnacked checks that the QoS 1 packets a connection wrote and the client
+// did not acknowledge go to the session's next connection in the order they were sent, across
+// a wrap of the packet ids, with their ids and the DUP flag, ahead of its new packets, and that
+// the next connection gives its new packets other ids.
+func TestOutboxHandsOverUnacked(t *testing.T) {
+	srv := mqtt.New(nil)
+	noSpawn := func(func()) bool { return false }
+	first := newOutbox(srv.NewClient(nil, "t", "c", false), 10, 1000, noSpawn, func() {}, nil, nil)
+	first.nextID = lastPacketID - 2 // the ids wrap after two packets
+	var sent []uint16
+	for i := range 5 {
+		first.pushItem(outItem{pk: qos1(), id: uint64(i + 1)})
+		it, ok := first.next(func() { t.Fatal("waited for quota") })
+		if !ok || it.writeQoS() != 1 || it.dup {
+			t.Fatalf("took %+v, %v", it, ok)
+		}
+		sent = append(sent, it.pid)
+	}
+	first.acked(sent[1])
+	first.acked(sent[3])
+	unacked := first.takeUnacked()
+	if got := ids(unacked); !slices.Equal(got, []uint64{1, 3, 5}) {
+		t.Fatalf("handed over %v, want [1 3 5]", got)
+	}
+	first.acked(sent[0]) // too late: nothing changes
+	first.pushItem(outItem{pk: qos1(), id: 6})
+	if _, ok := first.next(func() {}); ok {
+		t.Fatal("the closed outbox still writes")
+	}
+
+	second := newOutbox(srv.NewClient(nil, "t", "c", false), 10, 1000, noSpawn, func() {}, nil, nil)
+	second.resend(unacked)
+	second.pushItem(outItem{pk: qos1(), id: 7})
+	want := []struct {
+		id  uint64
+		pid uint16
+		dup bool
+	}{{1, sent[0], true}, {3, sent[2], true}, {5, sent[4], true}, {7, 0, false}}
+	for _, w := range want {
+		it, ok := second.next(func() { t.Fatal("waited for quota") })
+		if !ok || it.id != w.id || it.dup != w.dup || (w.pid != 0 && it.pid != w.pid) {
+			t.Fatalf("took %+v, want %+v", it, w)
+		}
+		if w.pid == 0 && slices.Contains(sent, it.pid) && it.pid != sent[1] && it.pid != sent[3] {
+			t.Fatalf("new packet got id %d, still in use", it.pid)
+		}
+		if pk := it.packet(); pk.FixedHeader.Dup != w.dup || pk.PacketID != it.pid {
+			t.Fatalf("packet %+v, want DUP %v and id %d", pk.FixedHeader, w.dup, it.pid)
+		}
+	}
+}
+
+func qos1() *packets.Packet {
+	return &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}}
+}
+
+func ids(items []outItem) []uint64 {
+	out := make([]uint64, len(items))
+	for i, it := range items {
+		out[i] = it.id
+	}
+	return out
+}

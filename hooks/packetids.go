@@ -26,3 +26,20 @@ func moveServerPacketIDs(cl *mqtt.Client) bool {
 	atomic.CompareAndSwapUint32((*uint32)(unsafe.Pointer(f.UnsafeAddr())), 0, firstServerPacketID)
 	return true
 }
+
+// limitServerPacketIDs keeps the packet ids of Mochi's own QoS > 0 packets below
+// firstPacketID, where the outbox's start: Mochi counts them up to the server's maximum and
+// wraps to 1, and it checks only its own inflight map, which the outbox's QoS 1 packets are
+// not in. The limit is an unexported field of Mochi's capabilities, so it is set through
+// reflection; TestServerPacketIDs fails if a Mochi upgrade moves it.
+func limitServerPacketIDs(srv *mqtt.Server) bool {
+	if srv.Options == nil || srv.Options.Capabilities == nil {
+		return false
+	}
+	f := reflect.ValueOf(srv.Options.Capabilities).Elem().FieldByName("maximumPacketID")
+	if !f.IsValid() || f.Kind() != reflect.Uint32 {
+		return false
+	}
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(f.UnsafeAddr())), firstPacketID-1)
+	return true
+}

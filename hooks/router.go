@@ -120,9 +120,9 @@ type Router struct {
 	mu    sync.Mutex
 	conns map[*mqtt.Client]*conn
 	byID  map[string]*conn // the newest connection of each client id
-	// offline holds, for sessions that outlive their connection, where each joined room
-	// continues when the session resumes.
-	offline map[string]map[string]*rooms.Resume
+	// offline holds, for sessions that outlive their connection, what the next connection
+	// of the session continues with.
+	offline map[string]pausedSession
 	closed  bool
 	wg      sync.WaitGroup
 
@@ -198,6 +198,9 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if !limitServerPacketIDs(opts.Server) {
+		return nil, errors.New("hooks: cannot keep Mochi's packet ids apart from the outbox's (see limitServerPacketIDs)")
+	}
 	inline := opts.Server.NewClient(nil, inlineListenerID, brokerInlineClientID, true)
 	inline.Properties.ProtocolVersion = 5
 	remote := opts.Server.NewClient(nil, inlineListenerID, remoteInlineClientID, true)
@@ -216,7 +219,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		remote:   remote,
 		conns:    make(map[*mqtt.Client]*conn),
 		byID:     make(map[string]*conn),
-		offline:  make(map[string]map[string]*rooms.Resume),
+		offline:  make(map[string]pausedSession),
 		presence: make(map[string]uint64),
 		retained: make(map[string]uint64),
 		routing:  newRouting(),
@@ -234,7 +237,7 @@ func (r *Router) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnStopped, mqtt.OnClientExpired,
-		mqtt.OnPacketEncode,
+		mqtt.OnPacketEncode, mqtt.OnPacketRead,
 	}, []byte{b})
 }
 
@@ -305,15 +308,21 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		Will:        r.takeWill(cl, id),
 	}
 	r.mu.Lock()
-	r.conns[cl] = c
-	positions := r.offline[cl.ID]
+	paused, resumed := r.offline[cl.ID], !cl.Properties.Clean
 	delete(r.offline, cl.ID)
-	if prev, ok := r.byID[cl.ID]; ok {
-		positions = prev.positions() // taken over while still connected
+	if prev, ok := r.byID[cl.ID]; ok { // taken over while still connected
+		paused = prev.pause()
+		resumed = resumed && !(prev.cl.Properties.Clean && prev.cl.Properties.ProtocolVersion < 5) // as Mochi decides
 	}
+	positions := paused.positions
+	if resumed {
+		c.out.resend(paused.unacked) // first, before anything else can reach c
+	}
+	r.conns[cl] = c
 	r.byID[cl.ID] = c
 	r.opts.Metrics.ConnectionOpened(cl.Net.Listener) // under r.mu: before OnDisconnect can find c
 	r.mu.Unlock()
+	c.out.start()
 
 	ctx, cancel := r.ctx()
 	defer cancel()
@@ -368,18 +377,20 @@ func (r *Router) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	r.mu.Lock()
 	c, ok := r.conns[cl]
 	delete(r.conns, cl)
-	if ok && r.byID[cl.ID] == c {
-		delete(r.byID, cl.ID)
-		if !expire {
-			r.offline[cl.ID] = c.positions()
+	if ok {
+		if r.byID[cl.ID] == c {
+			delete(r.byID, cl.ID)
+			if !expire {
+				r.offline[cl.ID] = c.pause()
+			}
 		}
+		c.out.takeUnacked() // stops the outbox; its packets go with the connection
 	}
 	r.mu.Unlock()
 	if !ok {
 		return
 	}
 	r.opts.Metrics.ConnectionClosed(cl.Net.Listener)
-	c.out.close()
 	ctx, cancel := r.ctx()
 	defer cancel()
 	c.mu.Lock()
@@ -441,6 +452,20 @@ func (r *Router) OnClientExpired(cl *mqtt.Client) {
 	r.mu.Unlock()
 }
 
+// pausedSession is what a session's next connection continues with: where each joined room
+// continues, and the QoS 1 packets to send again.
+type pausedSession struct {
+	positions map[string]*rooms.Resume
+	unacked   []outItem
+}
+
+// pause stops the connection's outbox and returns what the session's next connection
+// continues with. Once the outbox stopped, the positions no longer move.
+func (c *conn) pause() pausedSession {
+	unacked := c.out.takeUnacked()
+	return pausedSession{positions: c.positions(), unacked: unacked}
+}
+
 // positions returns where each joined room of the connection continues.
 func (c *conn) positions() map[string]*rooms.Resume {
 	c.mu.Lock()
@@ -454,14 +479,24 @@ func (c *conn) positions() map[string]*rooms.Resume {
 	return out
 }
 
-// OnQosComplete releases outbox quota when a client acknowledges a packet.
+// OnPacketRead gives the PUBACKs of the outbox's QoS 1 packets to the outbox.
+func (r *Router) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Puback && pk.PacketID >= firstPacketID {
+		if c, ok := r.conn(cl); ok {
+			c.out.acked(pk.PacketID)
+		}
+	}
+	return pk, nil
+}
+
+// OnQosComplete releases outbox quota when a client completes a QoS 2 exchange.
 func (r *Router) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	if c, ok := r.conn(cl); ok {
 		c.out.complete(pk.PacketID)
 	}
 }
 
-// OnQosDropped releases outbox quota of a packet Mochi gave up on.
+// OnQosDropped releases outbox quota of a QoS 2 packet Mochi gave up on.
 func (r *Router) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	r.OnQosComplete(cl, pk)
 }
