@@ -23,6 +23,13 @@ type Result struct {
 	Error string `json:"error,omitempty"`
 	// Seconds is the length of the load phase.
 	Seconds float64 `json:"seconds"`
+	// CPUBusy and CPUSteal are the machine's CPU condition over the load phase, in percent of
+	// all CPU time of all cores, from /proc/stat: CPUBusy is user, nice, system, irq and
+	// softirq time (the tool's, the broker's and anything else running), CPUSteal the time the
+	// hypervisor gave to other guests. Both are nil when not measured (not Linux, or
+	// /proc/stat unreadable).
+	CPUBusy  *float64 `json:"cpuBusy,omitempty"`
+	CPUSteal *float64 `json:"cpuSteal,omitempty"`
 
 	// Sent counts messages published, requests sent or connections attempted.
 	Sent uint64 `json:"sent"`
