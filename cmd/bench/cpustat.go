@@ -14,6 +14,10 @@ import (
 // procStat is the Linux file the machine's CPU times are read from.
 const procStat = "/proc/stat"
 
+// stealWarnPercent is the CPU steal over a load phase, in percent, above which the tool warns
+// that the hypervisor disturbed the results.
+const stealWarnPercent = 10
+
 // cpuTimes are the machine's cumulative CPU times over all cores, in clock ticks, as the
 // aggregate "cpu" line of /proc/stat gives them. Guest time is left out: the kernel counts
 // it in user and nice already.

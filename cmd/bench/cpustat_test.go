@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -120,6 +122,31 @@ func TestLoadPhaseResult(t *testing.T) {
 	for name, v := range map[string]float64{"busy": *res.CPUBusy, "steal": *res.CPUSteal} {
 		if v < 0 || v > 100 {
 			t.Errorf("%s %v%%, want within 0-100", name, v)
+		}
+	}
+}
+
+// TestWriteTableCPU checks the busy and steal columns of the table: the percentages when
+// measured, "-" when not.
+func TestWriteTableCPU(t *testing.T) {
+	busy, steal := 87.34, 0.0
+	rep := Report{Results: []Result{
+		{Target: targetRoomqMemory, RateUnit: "deliveries/s", CPUBusy: &busy, CPUSteal: &steal},
+		{Target: targetMochi, RateUnit: "deliveries/s"},
+	}}
+	var out bytes.Buffer
+	if err := writeTable(&out, rep); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	header := strings.Fields(lines[0])
+	if got := strings.Join(header[len(header)-4:], " "); got != "busy % steal %" {
+		t.Errorf("header ends with %q, want busy %% steal %%:\n%s", got, out.String())
+	}
+	for i, want := range []string{"87.3 0.0", "- -"} {
+		f := strings.Fields(lines[i+1])
+		if got := strings.Join(f[len(f)-2:], " "); got != want {
+			t.Errorf("row %d ends with %q, want %q:\n%s", i+1, got, want, out.String())
 		}
 	}
 }
