@@ -53,7 +53,8 @@ func runConnections(ctx context.Context, cfg *Config, t *target, log *slog.Logge
 
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	start := time.Now()
+	phase := startLoad()
+	start := phase.start
 	stopProgress := progress(runCtx, log, t.name, start, func() []any {
 		return []any{"attempted", attempted.Load(), "established", established.Load(), "errors", errs.n.Load()}
 	})
@@ -92,11 +93,11 @@ func runConnections(ctx context.Context, cfg *Config, t *target, log *slog.Logge
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	phase.stop()
 	cancel()
 	stopProgress()
 
-	res := Result{Seconds: elapsed.Seconds(), RateUnit: "connections/s"}
+	res := phase.result("connections/s")
 	var hist histogram
 	for i := range hists {
 		hist.merge(&hists[i])

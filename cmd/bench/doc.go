@@ -4,7 +4,10 @@
 // It runs one scenario against one broker, or with -compare the same scenario against roomq
 // on the memory store, roomq on Redis, plain Mochi MQTT and Mosquitto, all started by the
 // tool, and prints throughput, latency percentiles, losses, duplicates and errors with the
-// ratios between the brokers.
+// ratios between the brokers. On Linux each result also has the machine's CPU condition over
+// its load phase, from /proc/stat (cpustat.go): busy % (user, nice, system, irq and softirq
+// time) and steal % (time the hypervisor gave to other guests), both of all cores; the tool
+// warns when steal is above 10 %, as the figures of that run are then disturbed.
 //
 // Scenarios:
 //

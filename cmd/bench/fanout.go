@@ -135,17 +135,18 @@ func runLoad(ctx context.Context, cfg *Config, t *target, log *slog.Logger, grou
 	defer hardCancel()
 	runCtx, cancel := context.WithTimeout(hardCtx, cfg.Duration)
 	defer cancel()
-	start := time.Now()
+	phase := startLoad()
+	start := phase.start
 	stopProgress := progress(runCtx, log, t.name, start, func() []any {
 		return []any{"sent", l.sent.Load(), "delivered", l.delivered.Load(), "errors", l.errs.n.Load()}
 	})
 	l.runPublishers(runCtx, hardCtx, start)
-	loadEnd := time.Now()
+	phase.stop()
 	cancel()
 	stopProgress()
 	l.drain(hardCtx)
 
-	res := Result{Seconds: loadEnd.Sub(start).Seconds(), RateUnit: "deliveries/s"}
+	res := phase.result("deliveries/s")
 	var hist histogram
 	for _, g := range groups {
 		subs := uint64(0)

@@ -126,6 +126,10 @@ func runTarget(ctx context.Context, cfg *Config, name string, log *slog.Logger) 
 		out.Error = err.Error()
 		log.Error("scenario failed", "target", name, "error", err)
 	}
+	if out.CPUSteal != nil && *out.CPUSteal > stealWarnPercent {
+		log.Warn("the hypervisor stole CPU time during the load phase: the results are disturbed",
+			"target", name, "steal", fmt.Sprintf("%.1f%%", *out.CPUSteal))
+	}
 	return out
 }
 

@@ -23,6 +23,13 @@ type Result struct {
 	Error string `json:"error,omitempty"`
 	// Seconds is the length of the load phase.
 	Seconds float64 `json:"seconds"`
+	// CPUBusy and CPUSteal are the machine's CPU condition over the load phase, in percent of
+	// all CPU time of all cores, from /proc/stat: CPUBusy is user, nice, system, irq and
+	// softirq time (the tool's, the broker's and anything else running), CPUSteal the time the
+	// hypervisor gave to other guests. Both are nil when not measured (not Linux, or
+	// /proc/stat unreadable).
+	CPUBusy  *float64 `json:"cpuBusy,omitempty"`
+	CPUSteal *float64 `json:"cpuSteal,omitempty"`
 
 	// Sent counts messages published, requests sent or connections attempted.
 	Sent uint64 `json:"sent"`
@@ -129,6 +136,14 @@ func human(v float64) string {
 	}
 }
 
+// percent formats a percentage measured, or "-" when it was not.
+func percent(p *float64) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", *p)
+}
+
 // writeTable prints the report as a table, with ratios vs plain Mochi and, for roomq on Redis,
 // vs roomq on the memory store.
 func writeTable(w io.Writer, r Report) error {
@@ -148,7 +163,7 @@ func writeTable(w io.Writer, r Report) error {
 		unit = r.Results[0].RateUnit
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "target\t%s\tvs mochi\tvs memory\tsent/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tsent\tdelivered\tlost\tdups\terrors\tmem/conn\t\n", unit)
+	fmt.Fprintf(tw, "target\t%s\tvs mochi\tvs memory\tsent/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tsent\tdelivered\tlost\tdups\terrors\tmem/conn\tbusy %%\tsteal %%\t\n", unit)
 	var notes []string
 	for _, res := range r.Results {
 		if res.Skipped != "" || res.Error != "" {
@@ -156,7 +171,7 @@ func writeTable(w io.Writer, r Report) error {
 			if why == "" {
 				why = "error: " + res.Error
 			}
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", res.Target)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t\n", res.Target)
 			notes = append(notes, fmt.Sprintf("%s: %s", res.Target, why))
 			continue
 		}
@@ -169,10 +184,11 @@ func writeTable(w io.Writer, r Report) error {
 			mem = fmt.Sprintf("%.1f KiB", res.MemPerConn/1024)
 		}
 		ms := func(us float64) string { return fmt.Sprintf("%.2f", us/1000) }
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n",
 			res.Target, human(res.Rate), ratio(res.Rate, mochi), vsMem, human(res.SendRate),
 			ms(res.Latency.P50), ms(res.Latency.P90), ms(res.Latency.P99), ms(res.Latency.Max),
-			res.Sent, res.Delivered, res.Lost, res.Duplicates, res.Errors, mem)
+			res.Sent, res.Delivered, res.Lost, res.Duplicates, res.Errors, mem,
+			percent(res.CPUBusy), percent(res.CPUSteal))
 		for _, n := range res.Notes {
 			notes = append(notes, fmt.Sprintf("%s: %s", res.Target, n))
 		}

@@ -188,7 +188,8 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 	defer hardCancel()
 	runCtx, cancel := context.WithTimeout(hardCtx, cfg.Duration)
 	defer cancel()
-	start := time.Now()
+	phase := startLoad()
+	start := phase.start
 	stopProgress := progress(runCtx, log, t.name, start, func() []any {
 		return []any{"sent", l.sent.Load(), "delivered", live.Load(), "resumes", resumes.Load(), "errors", errs.n.Load()}
 	})
@@ -224,7 +225,7 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 		}()
 	}
 	<-pubsDone
-	loadEnd := time.Now()
+	phase.stop()
 	cancel()
 	subs.Wait()
 	stopProgress()
@@ -270,7 +271,8 @@ func runResume(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (R
 		c.close()
 	}
 
-	res := Result{Seconds: loadEnd.Sub(start).Seconds(), RateUnit: "deliveries/s", Resumes: resumes.Load()}
+	res := phase.result("deliveries/s")
+	res.Resumes = resumes.Load()
 	var hist histogram
 	fin := finals()
 	var jumps, resets uint64

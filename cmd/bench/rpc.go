@@ -93,8 +93,8 @@ func runRPC(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Resu
 	defer hardCancel()
 	runCtx, cancel := context.WithTimeout(hardCtx, cfg.Duration)
 	defer cancel()
-	start := time.Now()
-	stopProgress := progress(runCtx, log, t.name, start, func() []any {
+	phase := startLoad()
+	stopProgress := progress(runCtx, log, t.name, phase.start, func() []any {
 		return []any{"requests", sent.Load(), "answers", done.Load(), "errors", errs.n.Load()}
 	})
 	var wg sync.WaitGroup
@@ -106,11 +106,11 @@ func runRPC(ctx context.Context, cfg *Config, t *target, log *slog.Logger) (Resu
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	phase.stop()
 	cancel()
 	stopProgress()
 
-	res := Result{Seconds: elapsed.Seconds(), RateUnit: "round trips/s"}
+	res := phase.result("round trips/s")
 	var hist histogram
 	for _, c := range clients {
 		hist.merge(&c.hist)

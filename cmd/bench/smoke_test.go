@@ -66,7 +66,8 @@ func TestSmokeInProcess(t *testing.T) {
 }
 
 // checkFanout checks the fan-out results of rep against roomq-memory and mochi with
-// subscribers subscribers: no error, loss, duplicate or missing latency sample.
+// subscribers subscribers: no error, loss, duplicate or missing latency sample, and the CPU
+// condition measured where /proc/stat can be read.
 func checkFanout(t *testing.T, rep Report, subscribers uint64) {
 	t.Helper()
 	if len(rep.Results) != 2 {
@@ -87,6 +88,9 @@ func checkFanout(t *testing.T, rep Report, subscribers uint64) {
 		}
 		if r.Latency.Count != r.Delivered {
 			t.Errorf("%s: %d latency samples for %d deliveries", r.Target, r.Latency.Count, r.Delivered)
+		}
+		if _, err := readCPUTimes(); err == nil && (r.CPUBusy == nil || r.CPUSteal == nil) {
+			t.Errorf("%s: busy %v, steal %v: CPU not measured though %s is readable", r.Target, r.CPUBusy, r.CPUSteal, procStat)
 		}
 	}
 }
