@@ -190,6 +190,7 @@ func New(opts Options) (_ *Broker, err error) {
 		ReplyTimeout: opts.ReplyTimeout,
 		Instance:     opts.InstanceID,
 		MaxQueued:    opts.MaxQueued,
+		WriteDelay:   opts.WriteDelay,
 		PublishRate:  opts.PublishRate,
 		PublishBurst: opts.PublishBurst,
 		Logger:       log,

@@ -371,3 +371,24 @@ func TestPostThenHistoryOnOneConnection(t *testing.T) {
 		}
 	}
 }
+
+// With a write delay, room messages, events and RPC answers still all arrive, in order.
+func TestWriteDelayDelivers(t *testing.T) {
+	b := mqtttest.StartBroker(t, func(o *broker.Options) { o.WriteDelay = 20 * time.Millisecond })
+	sub := mqtttest.Dial(t, "sub", mqtttest.Options{URL: tcpURL(b)})
+	sub.MustSubscribe("rooms/general")
+	pub := mqtttest.Dial(t, "pub", mqtttest.Options{URL: wsURL(b)})
+	for i := range 50 {
+		pub.Publish("rooms/general", 1, text(strconv.Itoa(i)), nil)
+	}
+	for want := uint64(1); want <= 50; want++ {
+		if m := decodeRoomMsg(t, sub.Expect("rooms/general")); m.ID != want {
+			t.Fatalf("got id %d, want %d", m.ID, want)
+		}
+	}
+	var history []roomMsg
+	sub.MustRPC("roomHistoryGet", map[string]any{"room": "general", "limit": 5}, &history)
+	if len(history) != 5 {
+		t.Fatalf("history has %d messages, want 5", len(history))
+	}
+}

@@ -109,6 +109,11 @@ type Options struct {
 	PublishBurst int
 	// MaxQueued is how many packets a connection may fall behind before it is disconnected.
 	MaxQueued int
+	// WriteDelay is how long a connection's writer waits, after a write, for more of the
+	// broker's own deliveries (room messages, events, RPC answers) to write together: fewer
+	// system calls at high fan-out, for up to WriteDelay more latency. 0 (the default) writes
+	// each as soon as it can.
+	WriteDelay time.Duration
 	// MaxPendingWrites is how many messages of plain topics may wait to be written to one
 	// connection; more are dropped for it (default DefaultMaxPendingWrites). Mochi reserves
 	// 8 bytes of every connection per slot.

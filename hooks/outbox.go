@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -31,6 +32,7 @@ type outbox struct {
 	metrics   *metrics.Metrics  // counts written and dropped packets; may be nil
 	info      *system.Info      // the server's statistics, counted by writes of shared encodings
 	scratch   []byte            // the drain goroutine's buffer for a shared encoding with its packet id
+	delay     time.Duration     // how long the drain goroutine waits for more packets after a write
 
 	mu       sync.Mutex
 	queue    []outItem // queue[head:] waits; queue[:head] was taken (zeroed)
@@ -291,13 +293,16 @@ func (o *outbox) closeLocked() {
 }
 
 // next takes the next packet that may be written now, waiting for quota when needed (after
-// calling beforeWait). It returns false when the queue is empty or the outbox closed, and the
-// drain loop ends.
-func (o *outbox) next(beforeWait func()) (outItem, bool) {
+// calling beforeWait). It returns false when the queue is empty or the outbox closed; then the
+// drain loop ends, unless linger is set: the loop stays the writer of the outbox (a push does
+// not start another) and asks again later.
+func (o *outbox) next(beforeWait func(), linger bool) (outItem, bool) {
 	for {
 		o.mu.Lock()
 		if o.closed || o.head == len(o.queue) {
-			o.running = false
+			if !linger {
+				o.running = false
+			}
 			o.mu.Unlock()
 			return outItem{}, false
 		}
@@ -415,18 +420,36 @@ func (o *outbox) drain() {
 		batching = false
 		return bw.EndBatch()
 	}
+	var delay *time.Timer
+	lingered := false
 	for {
+		linger := o.delay > 0 && !lingered
 		it, ok := o.next(func() {
 			if endBatch() != nil {
 				o.close()
 			}
-		})
+		}, linger)
 		if !ok {
 			if endBatch() != nil {
 				o.close()
 			}
-			return
+			if !linger {
+				return
+			}
+			// Wait a moment for more packets, to write them together.
+			lingered = true
+			if delay == nil {
+				delay = time.NewTimer(o.delay)
+			} else {
+				delay.Reset(o.delay)
+			}
+			select {
+			case <-delay.C:
+			case <-o.done:
+			}
+			continue
 		}
+		lingered = false
 		if bw != nil && !batching {
 			bw.StartBatch()
 			batching = true

@@ -1,9 +1,12 @@
 package hooks
 
 import (
+	"net"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -32,7 +35,7 @@ func TestOutboxOrder(t *testing.T) {
 	take := func(k int) {
 		t.Helper()
 		for range k {
-			it, ok := o.next(func() { t.Fatal("waited at QoS 0") })
+			it, ok := o.next(func() { t.Fatal("waited at QoS 0") }, false)
 			if !ok {
 				t.Fatalf("queue empty after %v", got)
 			}
@@ -48,7 +51,7 @@ func TestOutboxOrder(t *testing.T) {
 	want = append(want[:len(got)], waiting...)
 	push(7)
 	take(len(want) - len(got))
-	if _, ok := o.next(func() {}); ok {
+	if _, ok := o.next(func() {}, false); ok {
 		t.Fatal("queue not empty")
 	}
 	if !slices.Equal(got, want) {
@@ -71,7 +74,7 @@ func TestOutboxHandsOverUnacked(t *testing.T) {
 	var sent []uint16
 	for i := range 5 {
 		first.pushItem(outItem{pk: qos1(), id: uint64(i + 1)})
-		it, ok := first.next(func() { t.Fatal("waited for quota") })
+		it, ok := first.next(func() { t.Fatal("waited for quota") }, false)
 		if !ok || it.writeQoS() != 1 || it.dup {
 			t.Fatalf("took %+v, %v", it, ok)
 		}
@@ -85,7 +88,7 @@ func TestOutboxHandsOverUnacked(t *testing.T) {
 	}
 	first.acked(sent[0]) // too late: nothing changes
 	first.pushItem(outItem{pk: qos1(), id: 6})
-	if _, ok := first.next(func() {}); ok {
+	if _, ok := first.next(func() {}, false); ok {
 		t.Fatal("the closed outbox still writes")
 	}
 
@@ -98,7 +101,7 @@ func TestOutboxHandsOverUnacked(t *testing.T) {
 		dup bool
 	}{{1, sent[0], true}, {3, sent[2], true}, {5, sent[4], true}, {7, 0, false}}
 	for _, w := range want {
-		it, ok := second.next(func() { t.Fatal("waited for quota") })
+		it, ok := second.next(func() { t.Fatal("waited for quota") }, false)
 		if !ok || it.id != w.id || it.dup != w.dup || (w.pid != 0 && it.pid != w.pid) {
 			t.Fatalf("took %+v, want %+v", it, w)
 		}
@@ -121,4 +124,81 @@ func ids(items []outItem) []uint64 {
 		out[i] = it.id
 	}
 	return out
+}
+
+// batchCounter is a connection that records how many packets each batch carried.
+type batchCounter struct {
+	net.Conn // for its addresses
+	mu       sync.Mutex
+	pending  int
+	batches  chan int // the packets of each batch, when it ends
+}
+
+func (c *batchCounter) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	c.pending++
+	c.mu.Unlock()
+	return len(b), nil
+}
+
+func (c *batchCounter) StartBatch() {}
+
+func (c *batchCounter) EndBatch() error {
+	c.mu.Lock()
+	n := c.pending
+	c.pending = 0
+	c.mu.Unlock()
+	c.batches <- n
+	return nil
+}
+
+func (c *batchCounter) Close() error { return nil }
+
+// TestOutboxWriteDelay checks that with a write delay the first packet after a quiet moment
+// is written on its own, and the packets that come while the writer waits go out together.
+func TestOutboxWriteDelay(t *testing.T) {
+	pipe, other := net.Pipe()
+	defer func() { _, _ = pipe.Close(), other.Close() }()
+	conn := &batchCounter{Conn: pipe, batches: make(chan int, 10)}
+	cl := mqtt.New(nil).NewClient(conn, "t", "c", false)
+	var wg sync.WaitGroup
+	spawn := func(f func()) bool { wg.Go(f); return true }
+	o := newOutbox(cl, 10, 1000, spawn, func() {}, nil, nil)
+	o.delay = 500 * time.Millisecond // the test pushes the next three well within it
+	share := &encodings{pk: packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "t", Payload: []byte("x")}}
+	batch := func() int {
+		t.Helper()
+		select {
+		case n := <-conn.batches:
+			return n
+		case <-time.After(5 * time.Second):
+			t.Fatal("no batch written")
+			return 0
+		}
+	}
+	o.pushItem(outItem{share: share, id: 1})
+	if n := batch(); n != 1 {
+		t.Fatalf("first batch has %d packets, want 1", n)
+	}
+	o.pushItem(outItem{share: share, id: 2})
+	select { // the writer waits for more
+	case n := <-conn.batches:
+		t.Fatalf("a batch of %d packets written during the delay", n)
+	case <-time.After(100 * time.Millisecond):
+	}
+	o.pushItem(outItem{share: share, id: 3})
+	o.pushItem(outItem{share: share, id: 4})
+	if n := batch(); n != 3 {
+		t.Fatalf("second batch has %d packets, want the 3 that came during the delay", n)
+	}
+	o.close() // ends the wait that follows
+	wg.Wait()
+
+	// Without a delay, the writer ends when the queue is empty.
+	o = newOutbox(cl, 10, 1000, spawn, func() {}, nil, nil)
+	o.pushItem(outItem{share: share, id: 1})
+	if n := batch(); n != 1 {
+		t.Fatalf("batch has %d packets, want 1", n)
+	}
+	wg.Wait()
 }

@@ -61,6 +61,10 @@ type RouterOptions struct {
 	// MaxInflight caps the unacknowledged QoS > 0 packets per connection, below the client's
 	// Receive Maximum (default 1024).
 	MaxInflight int
+	// WriteDelay is how long a connection's writer waits, after writing, for more of the
+	// broker's packets to write together with them (0: it writes each as soon as it can).
+	// The first packet after a quiet moment is written at once.
+	WriteDelay time.Duration
 	// CommandTimeout bounds one command (default 10 s).
 	CommandTimeout time.Duration
 	// Broadcast carries the broker's own messages (events, presence, direct messages) to the
@@ -300,6 +304,7 @@ func (r *Router) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		r.log.Warn("slow consumer disconnected", logKeyClient, cl.ID, logKeyUser, id.User, "queued", r.opts.MaxQueued)
 		r.spawn(func() { cl.Stop(packets.ErrQuotaExceeded) })
 	}, r.opts.Metrics, r.srv.Info)
+	c.out.delay = r.opts.WriteDelay
 	c.session = &devices.Session{
 		ClientID:    cl.ID,
 		ID:          xid.New().String(),

@@ -89,12 +89,14 @@ type brokerSpec struct {
 	RedisAddr string `json:"redisAddr,omitempty"`
 	// CPUProfile, when set, is the file of a child's CPU profile, from its start to its stop.
 	CPUProfile string `json:"cpuProfile,omitempty"`
+	// WriteDelay is roomq's broker.Options.WriteDelay.
+	WriteDelay time.Duration `json:"writeDelay,omitempty"`
 }
 
 // startGoBroker starts roomq or Mochi in a child process (cfg.Isolate) or in this process.
 // The redis-server of roomq-redis is always a child of this process.
 func startGoBroker(ctx context.Context, name string, cfg *Config, roomNames []string) (*target, error) {
-	spec := brokerSpec{Target: name, Transport: cfg.Transport, Rooms: roomNames}
+	spec := brokerSpec{Target: name, Transport: cfg.Transport, Rooms: roomNames, WriteDelay: cfg.WriteDelay}
 	var stopRedis func()
 	if name == targetRoomqRedis {
 		addr, stop, err := startRedis(ctx)
@@ -114,7 +116,7 @@ func startGoBroker(ctx context.Context, name string, cfg *Config, roomNames []st
 // roomq-redis (nil for the other targets): it runs after the broker stopped or failed to
 // start.
 func (s brokerSpec) start(ctx context.Context, stopExtra func()) (*target, error) {
-	cfg := &Config{Transport: s.Transport}
+	cfg := &Config{Transport: s.Transport, WriteDelay: s.WriteDelay}
 	switch s.Target {
 	case targetRoomqMemory:
 		return startRoomq(ctx, s.Target, cfg, s.Rooms, store.NewMemory(), stopExtra)
@@ -151,6 +153,7 @@ func startRoomq(ctx context.Context, name string, cfg *Config, roomNames []strin
 	opts.Store = st
 	opts.Logger = brokerLogger()
 	opts.NotifyUserlist = false // presence and join events are not under test
+	opts.WriteDelay = cfg.WriteDelay
 	for _, r := range roomNames {
 		opts.Rooms = append(opts.Rooms, store.Room{Name: r, Owner: benchOwner, Checker: rooms.CheckerBinary})
 	}

@@ -58,8 +58,9 @@ type config struct {
 }
 
 type mqttConfig struct {
-	Addr    string `koanf:"addr"`
-	TLSAddr string `koanf:"tls_addr"`
+	Addr       string        `koanf:"addr"`
+	TLSAddr    string        `koanf:"tls_addr"`
+	WriteDelay time.Duration `koanf:"write_delay"`
 }
 
 type httpConfig struct {

@@ -324,6 +324,8 @@ func TestInvalid(t *testing.T) {
 		{name: "duration without unit", file: "shutdown_grace: 10", want: []string{"shutdown_grace", "unit"}},
 		{name: "duration garbage", environ: []string{"ROOMQ_SHUTDOWN_GRACE=soon"}, want: []string{"ROOMQ_SHUTDOWN_GRACE", "unit"}},
 		{name: "negative duration", file: "shutdown_grace: -1s", want: []string{"shutdown_grace", "positive"}},
+		{name: "write delay too long", file: "mqtt: {write_delay: 1s}", want: []string{"mqtt.write_delay", "100ms"}},
+		{name: "negative write delay", file: "mqtt: {write_delay: -1ms}", want: []string{"mqtt.write_delay"}},
 		{name: "unknown top-level key", file: "histroy: {max_size: 5}", want: []string{"histroy.max_size", "unknown key", "did you mean history.max_size"}},
 		{name: "unknown nested key", file: "history: {maxsize: 5}", want: []string{"history.maxsize", "did you mean history.max_size"}},
 		{name: "unknown key no suggestion", file: "cluster: {peers: [a]}", want: []string{"cluster.peers", "unknown key"}},

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/roomq/roomq/acl"
 	"github.com/roomq/roomq/broker"
@@ -19,6 +20,9 @@ import (
 // maxMQTTPacketSize is the largest packet MQTT can encode: a 1-byte header, a 4-byte remaining
 // length and 268,435,455 bytes.
 const maxMQTTPacketSize = 1 + 4 + 268_435_455
+
+// maxWriteDelay bounds mqtt.write_delay: beyond it the delay would be felt as lag.
+const maxWriteDelay = 100 * time.Millisecond
 
 // builtinCheckers are the checkers a room in rooms.defaults may name.
 var builtinCheckers = []string{rooms.CheckerText, rooms.CheckerJSON, rooms.CheckerBinary}
@@ -107,6 +111,9 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	if c.Limits.ReplyTimeout <= 0 {
 		ps.addf("limits.reply_timeout", "must be positive, got %s", c.Limits.ReplyTimeout)
 	}
+	if c.MQTT.WriteDelay < 0 || c.MQTT.WriteDelay > maxWriteDelay {
+		ps.addf("mqtt.write_delay", "must be between 0 and %s, got %s", maxWriteDelay, c.MQTT.WriteDelay)
+	}
 	if c.FailureTimeout <= 0 {
 		ps.addf("failure_timeout", "must be positive, got %s", c.FailureTimeout)
 	}
@@ -119,6 +126,7 @@ func (c config) brokerOptions(logger *slog.Logger) (broker.Options, error) {
 	opts.MQTTAddr = c.MQTT.Addr
 	opts.HTTPAddr = c.HTTP.Addr
 	opts.MQTTTLSAddr = c.MQTT.TLSAddr
+	opts.WriteDelay = c.MQTT.WriteDelay
 	opts.HTTPTLS = c.HTTP.TLS
 	opts.TLS = tlsConf
 	opts.AllowedOrigins = slices.Clone(c.HTTP.AllowedOrigins)
