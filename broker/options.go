@@ -22,6 +22,7 @@ const (
 	DefaultShutdownGrace     = 10 * time.Second
 	DefaultRoomCheckInterval = 5 * time.Second
 	DefaultMaxPendingWrites  = 1024
+	DefaultWriteDelay        = time.Millisecond
 	DefaultFailureTimeout    = devices.DefaultFailureTimeout
 	DefaultGeneralRoom       = "general"
 	DefaultAdminUser         = "admin"
@@ -109,10 +110,11 @@ type Options struct {
 	PublishBurst int
 	// MaxQueued is how many packets a connection may fall behind before it is disconnected.
 	MaxQueued int
-	// WriteDelay is how long a connection's writer waits, after a write, for more of the
-	// broker's own deliveries (room messages, events, RPC answers) to write together: fewer
-	// system calls at high fan-out, for up to WriteDelay more latency. 0 (the default) writes
-	// each as soon as it can.
+	// WriteDelay is how long a connection's writer waits, after a write, for more room
+	// messages to write together: fewer system calls at high fan-out, for up to WriteDelay
+	// more latency. The first message after a quiet moment, and any event, RPC answer or
+	// direct message, is written at once. 0 writes each as soon as it can. DefaultOptions
+	// sets DefaultWriteDelay.
 	WriteDelay time.Duration
 	// MaxPendingWrites is how many messages of plain topics may wait to be written to one
 	// connection; more are dropped for it (default DefaultMaxPendingWrites). Mochi reserves
@@ -148,5 +150,6 @@ func DefaultOptions() Options {
 		FailureTimeout:    DefaultFailureTimeout,
 		ReplyTimeout:      hooks.DefaultReplyTimeout,
 		MaxPendingWrites:  DefaultMaxPendingWrites,
+		WriteDelay:        DefaultWriteDelay,
 	}
 }

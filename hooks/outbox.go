@@ -43,6 +43,7 @@ type outbox struct {
 	running  bool
 	closed   bool
 	wake     chan struct{}
+	hurry    chan struct{} // ends the write delay: a packet that must not wait was queued
 	done     chan struct{}
 }
 
@@ -57,6 +58,7 @@ func newOutbox(cl *mqtt.Client, limit, maxQueued int, spawn func(func()) bool, o
 		info:      info,
 		inflight:  make(map[uint16]sentItem),
 		wake:      make(chan struct{}, 1),
+		hurry:     make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
 }
@@ -111,8 +113,15 @@ func (it *outItem) writeQoS() byte {
 	return it.qos
 }
 
-// push queues pk. It never blocks.
-func (o *outbox) push(pk packets.Packet) { o.pushItem(outItem{pk: &pk}) }
+// push queues pk, which is not a room message (an event, an RPC answer, a direct message),
+// and has it written without a write delay. It never blocks.
+func (o *outbox) push(pk packets.Packet) {
+	o.pushItem(outItem{pk: &pk})
+	select {
+	case o.hurry <- struct{}{}:
+	default:
+	}
+}
 
 // pushItem queues it. It never blocks.
 func (o *outbox) pushItem(it outItem) {
@@ -436,7 +445,8 @@ func (o *outbox) drain() {
 			if !linger {
 				return
 			}
-			// Wait a moment for more packets, to write them together.
+			// Wait a moment for more room messages, to write them together; an answer or
+			// an event ends the wait.
 			lingered = true
 			if delay == nil {
 				delay = time.NewTimer(o.delay)
@@ -445,6 +455,7 @@ func (o *outbox) drain() {
 			}
 			select {
 			case <-delay.C:
+			case <-o.hurry:
 			case <-o.done:
 			}
 			continue

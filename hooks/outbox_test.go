@@ -155,7 +155,8 @@ func (c *batchCounter) EndBatch() error {
 func (c *batchCounter) Close() error { return nil }
 
 // TestOutboxWriteDelay checks that with a write delay the first packet after a quiet moment
-// is written on its own, and the packets that come while the writer waits go out together.
+// is written on its own, the room messages that come while the writer waits go out together,
+// and any other packet (an RPC answer, an event) ends the wait.
 func TestOutboxWriteDelay(t *testing.T) {
 	pipe, other := net.Pipe()
 	defer func() { _, _ = pipe.Close(), other.Close() }()
@@ -192,6 +193,21 @@ func TestOutboxWriteDelay(t *testing.T) {
 		t.Fatalf("second batch has %d packets, want the 3 that came during the delay", n)
 	}
 	o.close() // ends the wait that follows
+	wg.Wait()
+
+	// A packet that is not a room message ends the wait at once.
+	o = newOutbox(cl, 10, 1000, spawn, func() {}, nil, nil)
+	o.delay = time.Minute
+	o.pushItem(outItem{share: share, id: 1})
+	if n := batch(); n != 1 {
+		t.Fatalf("first batch has %d packets, want 1", n)
+	}
+	o.pushItem(outItem{share: share, id: 2})
+	o.push(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "users/u/replies"})
+	if n := batch(); n != 2 {
+		t.Fatalf("batch has %d packets, want the room message and the answer", n)
+	}
+	o.close()
 	wg.Wait()
 
 	// Without a delay, the writer ends when the queue is empty.

@@ -61,9 +61,9 @@ type RouterOptions struct {
 	// MaxInflight caps the unacknowledged QoS > 0 packets per connection, below the client's
 	// Receive Maximum (default 1024).
 	MaxInflight int
-	// WriteDelay is how long a connection's writer waits, after writing, for more of the
-	// broker's packets to write together with them (0: it writes each as soon as it can).
-	// The first packet after a quiet moment is written at once.
+	// WriteDelay is how long a connection's writer waits, after writing, for more room
+	// messages to write together with them (0: it writes each as soon as it can). The first
+	// packet after a quiet moment, and any other than a room message, is written at once.
 	WriteDelay time.Duration
 	// CommandTimeout bounds one command (default 10 s).
 	CommandTimeout time.Duration

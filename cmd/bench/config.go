@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/roomq/roomq/broker"
 )
 
 // Names of the scenarios.
@@ -111,7 +113,7 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&targets, "targets", strings.Join(builtinTargets, ","), "comma-separated targets of -compare")
 	fs.StringVar(&cfg.Transport, "transport", "tcp", "transport to brokers started here: tcp or ws")
 	fs.BoolVar(&cfg.Isolate, "isolate", true, "run roomq-memory, roomq-redis and mochi in a child process of the tool, as mosquitto runs: their own Go runtime, garbage collector and CPU profile, mem/conn their RSS; false: inside the tool's process, sharing its runtime with the clients (the method before)")
-	fs.DurationVar(&cfg.WriteDelay, "write-delay", 0, "mqtt.write_delay of the roomq targets started here: how long a connection's writer waits for more deliveries to write together")
+	fs.DurationVar(&cfg.WriteDelay, "write-delay", broker.DefaultWriteDelay, "mqtt.write_delay of the roomq targets started here: how long a connection's writer waits for more deliveries to write together")
 	fs.StringVar(&cfg.TopicMode, "topic-mode", "room", "for URL targets: room (roomq rooms/{room}, $rpc) or plain (bench/{room})")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "load phase length")
 	fs.IntVar(&cfg.Count, "count", 0, "messages per publisher, requests per RPC client, or resumes per subscriber (0: until -duration)")

@@ -186,7 +186,7 @@ const (
 func defaultConfig() config {
 	d := broker.DefaultOptions()
 	return config{
-		MQTT: mqttConfig{Addr: d.MQTTAddr},
+		MQTT: mqttConfig{Addr: d.MQTTAddr, WriteDelay: d.WriteDelay},
 		HTTP: httpConfig{Addr: d.HTTPAddr, AllowedOrigins: []string{}},
 		Log:  logConfig{Level: "info", Format: "text"},
 		Rooms: roomsConfig{
