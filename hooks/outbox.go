@@ -388,7 +388,10 @@ func (o *outbox) packetIDLocked(qos byte) (uint16, bool) {
 		if _, used := o.inflight[o.nextID]; used {
 			continue
 		}
-		if qos == 2 { // its PUBREC and PUBCOMP share Mochi's map with the client's own QoS 2 ids
+		// Mochi's map holds the outbox's QoS 2 packets, those a resumed session inherited
+		// among them, and the client's own QoS 2 ids, which a QoS 2 packet's PUBREC and
+		// PUBCOMP share it with. It is empty while only QoS 1 packets are on their way.
+		if qos == 2 || o.cl.State.Inflight.Len() > 0 {
 			if _, used := o.cl.State.Inflight.Get(o.nextID); used {
 				continue
 			}

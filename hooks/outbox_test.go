@@ -218,3 +218,17 @@ func TestOutboxWriteDelay(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestOutboxSkipsMochisIDs checks that a QoS 1 packet does not get a packet id that Mochi's
+// inflight map holds: a QoS 2 packet that a resumed session inherited from its previous
+// connection.
+func TestOutboxSkipsMochisIDs(t *testing.T) {
+	cl := mqtt.New(nil).NewClient(nil, "t", "c", false)
+	cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2}, PacketID: firstPacketID})
+	o := newOutbox(cl, 10, 1000, func(func()) bool { return false }, func() {}, nil, nil)
+	o.pushItem(outItem{pk: qos1(), id: 1})
+	it, ok := o.next(func() { t.Fatal("waited for quota") }, false)
+	if !ok || it.pid == firstPacketID {
+		t.Fatalf("took %+v, %v: want an id other than %d, which Mochi holds", it, ok, firstPacketID)
+	}
+}
