@@ -197,14 +197,7 @@ func (o *outbox) drop(mark *atomic.Uint64) {
 // quota. (Its QoS 1 packets are not in Mochi's inflight map, which would copy every packet
 // it keeps, and Mochi ignores a PUBACK it has no packet for.)
 func (o *outbox) acked(id uint16) {
-	o.mu.Lock()
-	s, ok := o.inflight[id]
-	ok = ok && s.it.writeQoS() == 1
-	if ok {
-		delete(o.inflight, id)
-	}
-	o.mu.Unlock()
-	if ok {
+	if o.forget(id, 1) {
 		o.cl.State.Inflight.IncreaseSendQuota()
 		o.countInflight(-1)
 		o.signal()
@@ -213,16 +206,20 @@ func (o *outbox) acked(id uint16) {
 
 // complete releases the quota of a QoS 2 packet whose exchange Mochi completed or gave up.
 func (o *outbox) complete(id uint16) {
-	o.mu.Lock()
-	s, ok := o.inflight[id]
-	ok = ok && s.it.writeQoS() == 2
-	if ok {
-		delete(o.inflight, id)
-	}
-	o.mu.Unlock()
-	if ok {
+	if o.forget(id, 2) {
 		o.signal()
 	}
+}
+
+// forget removes packet id from the packets on their way, if it is one of them at qos.
+func (o *outbox) forget(id uint16, qos byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if s, ok := o.inflight[id]; !ok || s.it.writeQoS() != qos {
+		return false
+	}
+	delete(o.inflight, id)
+	return true
 }
 
 // release forgets the QoS > 0 packet id that was not written after all.
