@@ -392,3 +392,27 @@ func TestWriteDelayDelivers(t *testing.T) {
 		t.Fatalf("history has %d messages, want 5", len(history))
 	}
 }
+
+// A subscriber at QoS 2 gets room messages at QoS 2, whatever the QoS they were posted at
+// (the broker stores them and sends them as its own, as history replays them), in order,
+// beyond its Receive Maximum: each completed exchange frees a place.
+func TestRoomDeliveryQoS2(t *testing.T) {
+	b := mqtttest.StartBroker(t, nil)
+	sub := mqtttest.Dial(t, "sub", mqtttest.Options{URL: tcpURL(b), ReceiveMaximum: 2})
+	if codes := sub.Subscribe(nil, paho.SubscribeOptions{Topic: "rooms/general", QoS: 2}); codes[0] != 2 {
+		t.Fatalf("SUBACK 0x%02x, want QoS 2 granted", codes[0])
+	}
+	pub := mqtttest.Dial(t, "pub", mqtttest.Options{URL: tcpURL(b)})
+	for i := range 8 {
+		pub.Publish("rooms/general", byte(1+i%2), text(strconv.Itoa(i)), nil)
+	}
+	for want := uint64(1); want <= 8; want++ {
+		p := sub.Expect("rooms/general")
+		if m := decodeRoomMsg(t, p); m.ID != want {
+			t.Fatalf("got id %d, want %d", m.ID, want)
+		}
+		if p.QoS != 2 {
+			t.Fatalf("id %d came at QoS %d, want 2", want, p.QoS)
+		}
+	}
+}
