@@ -291,18 +291,15 @@ func pubRetained(t *testing.T, c *mqtttest.Client, topic, payload string) {
 }
 
 // retainedOn returns the retained message of topic on an instance, as a new subscriber gets
-// it ("" for none). Mochi writes a retained message and the client's own later publish to a
-// plain topic in the order it queued them, so once that publish came back, the retained
-// message, if any, has come too. (An RPC answer would not do: the broker's outbox writes it,
-// not Mochi's queue, and it can overtake.)
+// it ("" for none). The connection's outbox queues a SUBSCRIBE's retained messages before the
+// SUBACK is written, and writes in order, so once the answer of an RPC sent after the SUBACK
+// came, the retained message, if any, has come too.
 func retainedOn(t *testing.T, b *broker.Broker, topic string) string {
 	t.Helper()
 	c := mqtttest.Dial(t, "reader", mqtttest.Options{URL: tcpURL(b)})
 	defer c.Close()
-	probe := "probes/" + c.ID
-	c.MustSubscribe(topic, probe)
-	c.Publish(probe, 0, []byte("probe"), nil)
-	c.Expect(probe)
+	c.MustSubscribe(topic)
+	c.MustRPC("listOwnSockets", map[string]any{}, nil)
 	if p, ok := c.TryNext(topic); ok {
 		return string(p.Payload)
 	}

@@ -118,7 +118,8 @@ type Options struct {
 	WriteDelay time.Duration
 	// MaxPendingWrites is how many messages of plain topics may wait to be written to one
 	// connection; more are dropped for it (default DefaultMaxPendingWrites). Mochi reserves
-	// 8 bytes of every connection per slot.
+	// 8 bytes of every connection per slot. The retained messages of a SUBSCRIBE are not
+	// limited by it.
 	MaxPendingWrites int
 	// ShutdownGrace bounds Shutdown when its context has no deadline (default 10 s).
 	ShutdownGrace time.Duration

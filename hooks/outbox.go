@@ -39,6 +39,7 @@ type outbox struct {
 	head     int
 	inflight map[uint16]sentItem
 	sent     uint64 // counts the QoS > 0 packets taken from the queue
+	retained int    // the retained messages in the queue
 	nextID   uint16 // the last packet id used
 	running  bool
 	closed   bool
@@ -79,6 +80,9 @@ type outItem struct {
 	pid   uint16 // the packet id given when the item left the queue, at QoS > 0
 	qos   byte
 	dup   bool // sent again on a resumed session [MQTT-3.3.1-1]
+	// retained is a retained message sent for a SUBSCRIBE: not counted against maxQueued,
+	// since a subscription may match many at once.
+	retained bool
 }
 
 // sentItem is a QoS > 0 packet written and not acknowledged yet, with its place in the order
@@ -117,6 +121,18 @@ func (it *outItem) writeQoS() byte {
 // and has it written without a write delay. It never blocks.
 func (o *outbox) push(pk packets.Packet) {
 	o.pushItem(outItem{pk: &pk})
+	o.hurryUp()
+}
+
+// pushRetained queues a retained message sent for a SUBSCRIBE, as push does, without
+// counting it against maxQueued.
+func (o *outbox) pushRetained(pk packets.Packet) {
+	o.pushItem(outItem{pk: &pk, retained: true})
+	o.hurryUp()
+}
+
+// hurryUp ends the write delay.
+func (o *outbox) hurryUp() {
 	select {
 	case o.hurry <- struct{}{}:
 	default:
@@ -130,11 +146,14 @@ func (o *outbox) pushItem(it outItem) {
 		o.mu.Unlock()
 		return
 	}
-	if len(o.queue)-o.head >= o.maxQueued {
+	if !it.retained && len(o.queue)-o.head-o.retained >= o.maxQueued {
 		o.closeLocked()
 		o.mu.Unlock()
 		o.overflow()
 		return
+	}
+	if it.retained {
+		o.retained++
 	}
 	if o.head > 0 && o.head >= len(o.queue)/2 && len(o.queue) == cap(o.queue) {
 		n := copy(o.queue, o.queue[o.head:]) // reuse the taken half rather than grow
@@ -293,7 +312,7 @@ func (o *outbox) close() {
 func (o *outbox) closeLocked() {
 	if !o.closed {
 		o.closed = true
-		o.queue, o.head = nil, 0
+		o.queue, o.head, o.retained = nil, 0, 0
 		close(o.done)
 	}
 }
@@ -325,6 +344,9 @@ func (o *outbox) next(beforeWait func(), linger bool) (outItem, bool) {
 		}
 		o.queue[o.head] = outItem{}
 		o.head++
+		if it.retained {
+			o.retained--
+		}
 		if o.head == len(o.queue) { // empty: keep a small array for the next packets
 			o.head = 0
 			if cap(o.queue) > keptQueueCap {

@@ -166,6 +166,10 @@ type conn struct {
 
 	posts *postPipe // its room posts on their way
 
+	// retainWanted is what the SUBSCRIBE being processed asks of retained messages
+	// (retained.go); only the client's read goroutine uses it.
+	retainWanted []retainWanted
+
 	mu    sync.Mutex
 	rooms map[string]*roomSub // joined rooms on this connection
 }
@@ -241,7 +245,7 @@ func (r *Router) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnStopped, mqtt.OnClientExpired,
-		mqtt.OnPacketEncode, mqtt.OnPacketRead,
+		mqtt.OnPacketEncode, mqtt.OnPacketRead, mqtt.OnSubscribe,
 	}, []byte{b})
 }
 

@@ -45,6 +45,7 @@ func (r *Router) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []
 			reasonCodes[i] = refusedSubscription(cl, err).Code // written after this hook
 		}
 	}
+	r.sendRetained(c, pk, reasonCodes)
 }
 
 // resumeFrom reads the resume position of room from the user properties of a SUBSCRIBE:
