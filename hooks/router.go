@@ -138,9 +138,9 @@ type Router struct {
 	stopRouting chan struct{} // closed by stopSharing: keepRoutes ends
 
 	retainedMu sync.Mutex
-	// retained holds the version of the retained message of each topic retained here from
-	// the store.
-	retained map[string]uint64
+	// retained holds the newest retained message of each topic retained here from the
+	// store, with its version.
+	retained map[string]retainedVersion
 
 	presenceMu sync.Mutex
 	// presence holds the version of the presence/{user} message retained here, per user.
@@ -229,7 +229,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		byID:     make(map[string]*conn),
 		offline:  make(map[string]pausedSession),
 		presence: make(map[string]uint64),
-		retained: make(map[string]uint64),
+		retained: make(map[string]retainedVersion),
 		routing:  newRouting(),
 		outgoing: make(chan envelope, broadcastQueue),
 
@@ -245,7 +245,7 @@ func (r *Router) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnStopped, mqtt.OnClientExpired,
-		mqtt.OnPacketEncode, mqtt.OnPacketRead, mqtt.OnSubscribe,
+		mqtt.OnPacketEncode, mqtt.OnPacketRead, mqtt.OnSubscribe, mqtt.OnRetainMessage,
 	}, []byte{b})
 }
 

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -204,22 +205,45 @@ func (r *Router) storeRetained(pk *packets.Packet) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if !r.newerRetained(pk.TopicName, version) {
+	if !r.newerRetained(*pk, version) {
 		pk.FixedHeader.Retain = false
 	}
 	return version, nil
 }
 
-// newerRetained records version as the version of topic's retained message here, and reports
-// whether it is newer than the one retained here.
-func (r *Router) newerRetained(topic string, version uint64) bool {
+// newerRetained records pk, of the given version, as the retained message of its topic here,
+// and reports whether it is newer than the one retained here.
+func (r *Router) newerRetained(pk packets.Packet, version uint64) bool {
 	r.retainedMu.Lock()
 	defer r.retainedMu.Unlock()
-	if cur, ok := r.retained[topic]; ok && cur >= version {
+	if cur, ok := r.retained[pk.TopicName]; ok && cur.version >= version {
 		return false
 	}
-	r.retained[topic] = version
+	r.retained[pk.TopicName] = retainedVersion{version: version, pk: pk}
 	return true
+}
+
+// OnRetainMessage keeps the newest retained message of a topic when Mochi retains an older
+// one. Mochi retains a client's retained publish after OnPublish returns, and a newer one
+// from another instance may have been retained in between (deliverForwarded): without this,
+// the older one would stay here while the other instances keep the newer.
+func (r *Router) OnRetainMessage(_ *mqtt.Client, pk packets.Packet, _ int64) {
+	r.retainedMu.Lock()
+	defer r.retainedMu.Unlock()
+	cur, ok := r.retained[pk.TopicName]
+	if !ok || (bytes.Equal(cur.pk.Payload, pk.Payload) && cur.pk.FixedHeader.Qos == pk.FixedHeader.Qos) {
+		return // not shared with the other instances, or the newest (or the same again)
+	}
+	newest := cur.pk.Copy(false)
+	newest.FixedHeader.Retain = true
+	r.retain(newest)
+}
+
+// retainedVersion is the newest retained message of a topic here, and its version in the
+// store.
+type retainedVersion struct {
+	version uint64
+	pk      packets.Packet
 }
 
 // LoadRetained retains here the retained messages that the store keeps, for an instance that
@@ -234,7 +258,7 @@ func (r *Router) LoadRetained(ctx context.Context) error {
 	}
 	for _, rm := range all {
 		var m storedRetained
-		if json.Unmarshal(rm.Message, &m) != nil || !r.newerRetained(rm.Topic, rm.Version) {
+		if json.Unmarshal(rm.Message, &m) != nil {
 			continue
 		}
 		pk := packets.Packet{
@@ -244,6 +268,9 @@ func (r *Router) LoadRetained(ctx context.Context) error {
 			Properties:  m.Props.packet(),
 			Origin:      brokerInlineClientID,
 			Created:     time.Now().Unix(),
+		}
+		if !r.newerRetained(pk, rm.Version) {
+			continue
 		}
 		r.retain(pk)
 	}
@@ -280,12 +307,13 @@ func (r *Router) forward(pk packets.Packet, version uint64) {
 // and retains it unless a newer retained message of its topic is here.
 func (r *Router) deliverForwarded(e envelope) {
 	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: e.QoS, Retain: e.Retain && r.newerRetained(e.Topic, e.Version)},
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: e.QoS, Retain: e.Retain},
 		TopicName:   e.Topic,
 		Payload:     e.Payload,
 		Properties:  e.Props.packet(),
 		PacketID:    uint16(e.QoS), // non-zero for QoS > 0 (MOCHI-NOTES 8)
 	}
+	pk.FixedHeader.Retain = e.Retain && r.newerRetained(pk, e.Version)
 	if err := r.srv.InjectPacket(r.remote, pk); err != nil {
 		r.log.Error("deliver a message of another instance", logKeyTopic, e.Topic, logKeyError, err)
 	}
