@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,11 +13,13 @@ import (
 	"testing"
 	"time"
 
+	pahopackets "github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/roomq/roomq/internal/wsnet"
 	"github.com/roomq/roomq/mqttws"
 )
 
@@ -248,7 +248,7 @@ func connectClient(t *testing.T, b *broker, clientID string, header http.Header)
 	gone := func() { downOnce.Do(func() { close(c.down) }) }
 	c.pc = paho.NewClient(paho.ClientConfig{
 		ClientID: clientID,
-		Conn:     &clientConn{ws: ws},
+		Conn:     pahopackets.NewThreadSafeConn(wsnet.Conn(ws)), // paho writes a packet in several writes
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) {
 				select {
@@ -279,61 +279,6 @@ func connectClient(t *testing.T, b *broker, clientID string, header http.Header)
 		t.Fatalf("client %s: connack reason %d", clientID, ack.ReasonCode)
 	}
 	return c
-}
-
-// clientConn is the client side's net.Conn over a gorilla connection, as MQTT clients build it.
-// paho writes one packet in several Write calls; it holds the connection's Lock around them, so
-// that packets written by different goroutines do not interleave.
-type clientConn struct {
-	ws  *websocket.Conn
-	rmu sync.Mutex // one reader
-	r   io.Reader
-	wmu sync.Mutex // one writer per message
-	pmu sync.Mutex // one writer per packet (Lock, Unlock)
-}
-
-func (c *clientConn) Lock()   { c.pmu.Lock() }
-func (c *clientConn) Unlock() { c.pmu.Unlock() }
-
-func (c *clientConn) Read(p []byte) (int, error) {
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	for {
-		if c.r == nil {
-			_, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
-
-func (c *clientConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (c *clientConn) Close() error                       { return c.ws.Close() }
-func (c *clientConn) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
-func (c *clientConn) RemoteAddr() net.Addr               { return c.ws.RemoteAddr() }
-func (c *clientConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
-func (c *clientConn) SetWriteDeadline(t time.Time) error { return c.ws.NetConn().SetWriteDeadline(t) }
-func (c *clientConn) SetDeadline(t time.Time) error {
-	return errors.Join(c.SetReadDeadline(t), c.SetWriteDeadline(t))
 }
 
 // roundTrip subscribes c to topic, publishes payload there and waits to receive it.
